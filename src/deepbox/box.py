@@ -1,0 +1,464 @@
+"""Box lifecycle: up / down / rm / status / snapshot / logs. Idempotent, state kept in Docker labels.
+
+A box is one container named `deepbox-<name>` plus two named volumes (the user's home and the SSH
+host key). Images are tagged `deepbox/<name>:<spec hash>`; a changed spec builds a new image first
+and only then replaces the container, so a failed build leaves the old box running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from filelock import FileLock, Timeout
+
+from deepbox import catalog, paths, ssh
+from deepbox.config import Spec
+from deepbox.dockerfile import VENV, BuildContext, render
+from deepbox.engine import (
+    LABEL_ALIAS,
+    LABEL_BOX,
+    LABEL_PROJECT,
+    LABEL_RUN,
+    LABEL_SPEC,
+    Engine,
+    PortInUseError,
+)
+from deepbox.errors import DeepboxError
+
+HOST_KEY = "/etc/ssh/deepbox/ssh_host_ed25519_key.pub"
+READY_TIMEOUT = 90.0
+BOOTSTRAP_HINT = "deepbox base bootstrap --tag {tag}"
+
+
+class Reporter(Protocol):
+    def step(self, message: str) -> None: ...
+    def build_line(self, line: str) -> None: ...
+
+
+@dataclass
+class FrameworkCheck:
+    name: str
+    module: str
+    ok: bool
+    version: str = ""
+    gpu: bool | None = None
+    error: str = ""
+
+
+@dataclass
+class UpResult:
+    box: str
+    alias: str
+    action: str  # created | recreated | started | running
+    image: str
+    host: str
+    port: int
+    user: str
+    workspace: str
+    frameworks: list[FrameworkCheck] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BoxStatus:
+    box: str
+    state: str
+    image: str
+    port: int | None
+    project: str
+    alias: str
+    uptime_seconds: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def image_tag(spec: Spec, context: BuildContext) -> str:
+    return f"deepbox/{spec.name}:{context.spec_hash}"
+
+
+def volume_names(box: str) -> tuple[str, str]:
+    return f"deepbox-{box}-home", f"deepbox-{box}-hostkeys"
+
+
+@contextlib.contextmanager
+def box_lock(box: str, reporter: Reporter) -> Iterator[None]:
+    """One `up`/`down`/`rm` per box at a time; a second waits and then finds the first's result."""
+    paths.locks_dir().mkdir(parents=True, exist_ok=True)
+    lock = FileLock(paths.locks_dir() / f"{box}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        reporter.step(f"Waiting for another deepbox command on box '{box}' to finish")
+        try:
+            lock.acquire(timeout=1800)
+        except Timeout as exc:
+            raise DeepboxError(
+                f"Another deepbox command has held box '{box}' for 30 minutes; let it finish or stop it."
+            ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run_hash(spec: Spec, image: str, public_key: str) -> str:
+    """Hash of the container's settings: a change recreates the container (not the image)."""
+    material = json.dumps(
+        {
+            "image": image,
+            "port": [spec.ssh_bind, spec.ssh_port],
+            "mounts": [[str(m.host), m.box, m.read_only] for m in spec.mounts],
+            "env": spec.env,
+            "shm": spec.shm_size,
+            "key": public_key,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:12]
+
+
+def connect_host(spec: Spec) -> str:
+    return "127.0.0.1" if spec.ssh_bind in ("", "0.0.0.0", "127.0.0.1") else spec.ssh_bind  # noqa: S104
+
+
+def published_port(container: Any) -> int | None:
+    bindings = (container.attrs.get("HostConfig", {}).get("PortBindings") or {}).get("22/tcp") or []
+    for binding in bindings:
+        if binding.get("HostPort"):
+            return int(binding["HostPort"])
+    return None
+
+
+def free_port(bind: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((bind or "127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def port_is_free(bind: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((bind or "127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+# up ---------------------------------------------------------------------------------------------
+
+
+def up(spec: Spec, reporter: Reporter) -> UpResult:
+    with box_lock(spec.name, reporter):
+        return _up(spec, reporter)
+
+
+def _up(spec: Spec, reporter: Reporter) -> UpResult:
+    frameworks = catalog.resolve(spec.frameworks)  # unknown names fail before any Docker call
+    context = render(spec)
+    key = ssh.ensure_client_key(spec.name, spec.ssh_key)
+    engine = Engine()
+    existing = engine.container(spec.container_name)
+    if existing is not None and existing.labels.get(LABEL_PROJECT) != str(spec.project):
+        raise DeepboxError(
+            f"A box named '{spec.name}' already belongs to {existing.labels.get(LABEL_PROJECT, 'another project')}; "
+            f"set name = \"...\" in {spec.source or 'deepbox.toml'} to give this project its own box."
+        )
+
+    tag = image_tag(spec, context)
+    if engine.image(tag) is None:
+        _ensure_base(engine, spec.base, reporter)
+        reporter.step(f"Building image {tag}")
+        labels = {LABEL_BOX: spec.name, LABEL_PROJECT: str(spec.project), LABEL_SPEC: context.spec_hash}
+        engine.build(context, tag, labels, spec.build_network, reporter.build_line)
+
+    public_key = ssh.public_key(key)
+    port = spec.ssh_port or (published_port(existing) if existing is not None else None) or 0
+    action = "running"
+    if existing is not None and existing.labels.get(LABEL_RUN) == _run_hash(spec, tag, public_key):
+        if existing.status != "running":
+            reporter.step(f"Starting box '{spec.name}'")
+            engine.start(existing)
+            action = "started"
+        container = existing
+    else:
+        if existing is not None:
+            reporter.step(f"Replacing box '{spec.name}' (its settings changed; volumes are kept)")
+            existing.remove(force=True)
+            ssh.close_master(spec.alias)
+        action = "recreated" if existing is not None else "created"
+        container = _create(engine, spec, tag, public_key, port, reporter)
+
+    try:
+        port = published_port(container) or port
+        endpoint = ssh.Endpoint(spec.alias, connect_host(spec), port, spec.user.name, key)
+        ssh.pin_host_key(spec.alias, _host_key(engine, container))
+        ssh.write_host(endpoint)
+        reporter.step(f"Waiting for SSH on {endpoint.host}:{port}")
+        try:
+            ssh.probe(spec.alias, READY_TIMEOUT)
+        except DeepboxError as exc:
+            exc.detail = _log_tail(engine, container)
+            raise
+        reporter.step("Checking frameworks inside the box")
+        checks = verify(engine, container, spec, frameworks)
+    except BaseException:
+        if action in ("created", "recreated"):
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+        raise
+    failed = [check for check in checks if not check.ok]
+    if failed:
+        first = failed[0]
+        raise DeepboxError(
+            f"Framework '{first.name}' does not import in the box: {first.error}. Fix its version or "
+            f"packages in {spec.source or 'deepbox.toml'} and run `deepbox up` again."
+        )
+    return UpResult(
+        box=spec.name,
+        alias=spec.alias,
+        action=action,
+        image=tag,
+        host=connect_host(spec),
+        port=port,
+        user=spec.user.name,
+        workspace=spec.workspace,
+        frameworks=checks,
+    )
+
+
+def _ensure_base(engine: Engine, base: str, reporter: Reporter) -> None:
+    if engine.image(base) is not None:
+        return
+    reporter.step(f"Pulling base image {base}")
+    try:
+        engine.pull(base)
+    except DeepboxError as exc:
+        raise DeepboxError(
+            f"Base image '{base}' is not on this engine and cannot be pulled ({exc.message.rstrip('.')}); "
+            f"on a host without a registry build one with `{BOOTSTRAP_HINT.format(tag=base)}`, or set "
+            "base in deepbox.toml to an image you have."
+        ) from exc
+
+
+def _create(engine: Engine, spec: Spec, tag: str, public_key: str, port: int, reporter: Reporter) -> Any:
+    home_volume, key_volume = volume_names(spec.name)
+    labels = {LABEL_BOX: spec.name, LABEL_PROJECT: str(spec.project)}
+    engine.volume_ensure(home_volume, labels)
+    engine.volume_ensure(key_volume, labels)
+    for mount in spec.mounts:
+        mount.host.mkdir(parents=True, exist_ok=True)
+    if spec.ssh_port and not port_is_free(spec.ssh_bind, spec.ssh_port):
+        raise _port_taken(spec, spec.ssh_port)
+
+    for attempt in range(3):
+        chosen = port or free_port(spec.ssh_bind)
+        container = engine.create(
+            image=tag,
+            name=spec.container_name,
+            hostname=spec.name,
+            detach=True,
+            init=True,
+            restart_policy={"Name": "unless-stopped"},
+            shm_size=spec.shm_size,
+            labels={
+                **labels,
+                LABEL_SPEC: tag.rsplit(":", 1)[1],
+                LABEL_RUN: _run_hash(spec, tag, public_key),
+                LABEL_ALIAS: spec.alias,
+            },
+            environment={
+                **dict(spec.env),
+                "DEEPBOX_AUTHORIZED_KEYS": public_key,
+                "DEEPBOX_SESSION_ENV": " ".join(name for name, _ in spec.env),
+            },
+            ports={"22/tcp": (spec.ssh_bind, chosen)},
+            volumes={
+                home_volume: {"bind": spec.user.home, "mode": "rw"},
+                key_volume: {"bind": "/etc/ssh/deepbox", "mode": "rw"},
+                **{
+                    str(m.host): {"bind": m.box, "mode": "ro" if m.read_only else "rw"}
+                    for m in spec.mounts
+                },
+            },
+            # authorized_keys lives on a tmpfs: never in the container layer, so never in a snapshot.
+            tmpfs={"/run/deepbox": "mode=0755"},
+        )
+        try:
+            reporter.step(f"Starting box '{spec.name}' on {connect_host(spec)}:{chosen}")
+            engine.start(container)
+            return container
+        except PortInUseError:
+            container.remove(force=True)
+            if spec.ssh_port or attempt == 2:
+                raise _port_taken(spec, chosen) from None
+        except BaseException:
+            container.remove(force=True)
+            raise
+    raise AssertionError("unreachable")
+
+
+def _port_taken(spec: Spec, port: int) -> DeepboxError:
+    return DeepboxError(
+        f"Port {port} on {spec.ssh_bind} is already in use; set ssh.port to a free one "
+        f"(for example {free_port(spec.ssh_bind)}) or to 0 to pick one automatically in "
+        f"{spec.source or 'deepbox.toml'}."
+    )
+
+
+def _host_key(engine: Engine, container: Any) -> str:
+    """The box's host public key, read through the Docker API (authenticated, out of band)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status not in ("running", "created"):
+            raise DeepboxError(
+                f"The box stopped right after starting (state {container.status}); its log is below. "
+                "Fix the cause, then run `deepbox up` again.",
+                detail=_log_tail(engine, container),
+            )
+        code, output = engine.exec(container, ["cat", HOST_KEY])
+        if code == 0 and output.startswith("ssh-"):
+            return output.strip()
+        time.sleep(0.2)
+    raise DeepboxError(
+        "The box did not create its SSH host key within 30 s; see its log below.",
+        detail=_log_tail(engine, container),
+    )
+
+
+def _log_tail(engine: Engine, container: Any) -> str:
+    try:
+        return b"".join(engine.logs(container, follow=False, tail=30)).decode(errors="replace")
+    except DeepboxError:
+        return ""
+
+
+_VERIFY = """
+import importlib, json, sys
+results = []
+for check in json.loads(sys.argv[1]):
+    try:
+        m = importlib.import_module(check["module"])
+        gpu = bool(eval(check["gpu"], {"m": m})) if check["gpu"] else None
+        results.append(dict(check, ok=True, version=str(getattr(m, "__version__", "")), gpu=gpu, error=""))
+    except Exception as exc:
+        results.append(dict(check, ok=False, version="", gpu=None, error=f"{type(exc).__name__}: {exc}"))
+print(json.dumps(results))
+"""
+
+
+def verify(engine: Engine, container: Any, spec: Spec, frameworks: list[catalog.Framework]) -> list[FrameworkCheck]:
+    """Import every framework inside the box as the box user; report versions and GPU visibility."""
+    checks = [{"name": fw.name, "module": fw.module, "gpu": fw.gpu_check} for fw in frameworks]
+    code, output = engine.exec(
+        container, [f"{VENV}/bin/python", "-c", _VERIFY, json.dumps(checks)], user=spec.user.name
+    )
+    try:
+        rows = json.loads(output.strip().splitlines()[-1])
+    except (ValueError, IndexError) as exc:
+        raise DeepboxError(
+            f"The framework check could not run in the box (exit {code}): {output.strip()[-300:]}."
+        ) from exc
+    return [FrameworkCheck(**{k: row[k] for k in ("name", "module", "ok", "version", "gpu", "error")}) for row in rows]
+
+
+# The other verbs ----------------------------------------------------------------------------------
+
+
+def _require(engine: Engine, box: str) -> Any:
+    container = engine.container(f"deepbox-{box}")
+    if container is None or LABEL_BOX not in container.labels:
+        raise DeepboxError(f"There is no box named '{box}'; `deepbox status` lists the boxes, `deepbox up` makes one.")
+    return container
+
+
+def down(box: str, reporter: Reporter) -> bool:
+    """Stop the box; returns False when it was not running. Nothing is deleted."""
+    with box_lock(box, reporter):
+        engine = Engine()
+        container = _require(engine, box)
+        ssh.close_master(f"deepbox-{box}")
+        if container.status != "running":
+            return False
+        reporter.step(f"Stopping box '{box}'")
+        container.stop(timeout=10)
+        return True
+
+
+def rm(box: str, volumes: bool, reporter: Reporter) -> list[str]:
+    """Remove the container (and with volumes=True its volumes); mounted host folders are never touched."""
+    with box_lock(box, reporter):
+        engine = Engine()
+        container = _require(engine, box)
+        alias = container.labels.get(LABEL_ALIAS, f"deepbox-{box}")
+        ssh.close_master(alias)
+        reporter.step(f"Removing box '{box}'")
+        container.remove(force=True)
+        removed = [container.name]
+        if volumes:
+            for volume in engine.volumes(box):
+                volume.remove(force=True)
+                removed.append(volume.name)
+            ssh.forget_host(alias)
+        ssh.remove_host(alias)
+        return removed
+
+
+def status() -> list[BoxStatus]:
+    engine = Engine()
+    rows = []
+    for container in engine.boxes():
+        state = container.attrs.get("State", {})
+        uptime = None
+        if container.status == "running" and state.get("StartedAt"):
+            started = datetime.fromisoformat(state["StartedAt"][:26].rstrip("Z") + "+00:00")
+            uptime = max(0, int((datetime.now(UTC) - started).total_seconds()))
+        tags = container.attrs.get("Config", {}).get("Image", "")
+        rows.append(
+            BoxStatus(
+                box=container.labels[LABEL_BOX],
+                state=container.status,
+                image=tags,
+                port=published_port(container),
+                project=container.labels.get(LABEL_PROJECT, ""),
+                alias=container.labels.get(LABEL_ALIAS, ""),
+                uptime_seconds=uptime,
+            )
+        )
+    return sorted(rows, key=lambda row: row.box)
+
+
+def snapshot(box: str, tag: str, reporter: Reporter) -> str:
+    """Commit the box to an image usable as `base = TAG`. Keys never end up in it: host keys and the
+    home are volumes, authorized_keys is on a tmpfs, and none of those are committed."""
+    engine = Engine()
+    container = _require(engine, box)
+    reporter.step(f"Committing box '{box}' to {tag}")
+    repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
+    try:
+        image = container.commit(
+            repository=repository,
+            tag=version,
+            message=f"deepbox snapshot of box {box}",
+            changes=[f"LABEL deepbox.snapshot-of={box}"],
+        )
+    except Exception as exc:
+        raise DeepboxError(f"Docker could not commit box '{box}' to {tag}: {exc}.") from exc
+    return str(image.id)
+
+
+def logs(box: str, follow: bool) -> Iterator[bytes]:
+    engine = Engine()
+    return engine.logs(_require(engine, box), follow=follow)
+

@@ -1,0 +1,311 @@
+"""The command layer: parse, call the core, render. No Docker calls here.
+
+Heavy modules (docker, pydantic, rich) are imported inside the commands so `deepbox --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from deepbox import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from deepbox.box import UpResult
+    from deepbox.config import Spec
+
+
+def _console(stderr: bool = True) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+class ConsoleReporter:
+    """Progress for long operations, on stderr so that --json output on stdout stays clean."""
+
+    def __init__(self) -> None:
+        self.console = _console()
+
+    def step(self, message: str) -> None:
+        self.console.print(f"[bold cyan]>[/] {message}")
+
+    def build_line(self, line: str) -> None:
+        if line.startswith("Step "):
+            self.console.print(f"  [bold]{line}[/]", markup=True, soft_wrap=True)
+        else:
+            self.console.print(f"  [dim]{_escape(line)}[/]", soft_wrap=True)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _project(ctx: click.Context) -> Path:
+    return Path(ctx.obj["project"]).resolve()
+
+
+def _spec(ctx: click.Context) -> Spec:
+    from deepbox.config import load_spec
+
+    project = _project(ctx)
+    if not project.is_dir():
+        from deepbox.errors import DeepboxError
+
+        raise DeepboxError(f"The project folder {project} does not exist; pass an existing folder to -C.")
+    return load_spec(project)
+
+
+def _box_name(ctx: click.Context, name: str | None) -> str:
+    return name or _spec(ctx).name
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="deepbox")
+@click.option(
+    "-C",
+    "--project",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Project folder (where deepbox.toml or pyproject.toml lives).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, project: str, debug: bool) -> None:
+    """deepbox: a ready, hardened ML development box in Docker, reached over SSH from your IDE.
+
+    \b
+    Typical use, in a project folder:
+      deepbox up        build (or reuse) the box, start it, wait for SSH, check the frameworks
+      ssh deepbox-NAME  or PyCharm / VS Code / Gateway through the same SSH alias
+      deepbox status    list boxes
+      deepbox down      stop the box; nothing is lost
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["project"] = project
+    ctx.obj["debug"] = debug
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing deepbox.toml.")
+@click.pass_context
+def init(ctx: click.Context, force: bool) -> None:
+    """Write a commented deepbox.toml showing every setting."""
+    from deepbox.config import CONFIG_FILE, config_template, sanitize_box_name
+    from deepbox.errors import DeepboxError
+
+    target = _project(ctx) / CONFIG_FILE
+    if target.exists() and not force:
+        raise DeepboxError(f"{target} already exists; edit it, or pass --force to replace it.")
+    from deepbox.ssh import atomic_write
+
+    atomic_write(target, config_template(sanitize_box_name(_project(ctx).name)))
+    _console().print(f"Wrote {target}. Edit it, then run `deepbox up`.")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.pass_context
+def up(ctx: click.Context, as_json: bool) -> None:
+    """Build (or reuse) the box, start it, wait for SSH and check the frameworks."""
+    from deepbox import box
+
+    result = box.up(_spec(ctx), ConsoleReporter())
+    if as_json:
+        _emit_json(result.as_dict())
+    else:
+        _print_up(result)
+
+
+def _print_up(result: UpResult) -> None:
+    from rich.table import Table
+
+    console = _console(stderr=False)
+    table = Table(title=f"Frameworks in box '{result.box}'", title_justify="left")
+    for column in ("framework", "version", "GPU"):
+        table.add_column(column)
+    for check in result.frameworks:
+        gpu = "-" if check.gpu is None else ("yes" if check.gpu else "no")
+        table.add_row(check.name, check.version, gpu)
+    console.print(table)
+    console.print(
+        f"[green]Box '{result.box}' is {result.action}[/]: ssh {result.alias}  "
+        f"({result.user}@{result.host}:{result.port}, project in {result.workspace})"
+    )
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.pass_context
+def down(ctx: click.Context, name: str | None) -> None:
+    """Stop the box (this project's, or NAME). Nothing is deleted."""
+    from deepbox import box
+
+    box_name = _box_name(ctx, name)
+    stopped = box.down(box_name, ConsoleReporter())
+    _console().print(f"Box '{box_name}' {'stopped' if stopped else 'was not running'}.")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--volumes", is_flag=True, help="Also delete the box's volumes (its home folder and host key).")
+@click.pass_context
+def rm(ctx: click.Context, name: str | None, volumes: bool) -> None:
+    """Remove the box's container. Your project and mounted folders are never touched."""
+    from deepbox import box
+
+    box_name = _box_name(ctx, name)
+    removed = box.rm(box_name, volumes, ConsoleReporter())
+    _console().print(f"Removed {', '.join(removed)}.")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the boxes as JSON.")
+def status(as_json: bool) -> None:
+    """List all boxes: name, state, image, port, project, uptime."""
+    from deepbox import box
+
+    rows = box.status()
+    if as_json:
+        _emit_json([row.as_dict() for row in rows])
+        return
+    from rich.table import Table
+
+    table = Table()
+    for column in ("box", "state", "image", "port", "project", "uptime"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.box, row.state, row.image, str(row.port or "-"), row.project, _duration(row.uptime_seconds)
+        )
+    if rows:
+        _console(stderr=False).print(table)
+    else:
+        click.echo("No boxes yet: run `deepbox up` in a project folder.")
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def ssh(ctx: click.Context, command: tuple[str, ...]) -> NoReturn:
+    """Open a shell in the box over SSH (`deepbox ssh -- CMD` runs CMD)."""
+    from deepbox.ssh import ssh_base_args
+
+    args = [*ssh_base_args(), _spec(ctx).alias, *command]
+    sys.stdout.flush()
+    os.execvp(args[0], args)  # noqa: S606 - hand the terminal to the system ssh
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new log lines.")
+@click.pass_context
+def logs(ctx: click.Context, name: str | None, follow: bool) -> None:
+    """Print the box's log (sshd's log: logins, errors)."""
+    from deepbox import box
+
+    out = sys.stdout.buffer
+    for chunk in box.logs(_box_name(ctx, name), follow):
+        out.write(chunk)
+        out.flush()
+
+
+@cli.command()
+@click.argument("tag")
+@click.option("--box", "name", help="Box to commit (default: this project's).")
+@click.pass_context
+def snapshot(ctx: click.Context, tag: str, name: str | None) -> None:
+    """Commit the box to image TAG, usable as `base = "TAG"`. No keys end up in it."""
+    from deepbox import box
+
+    image_id = box.snapshot(_box_name(ctx, name), tag, ConsoleReporter())
+    _console().print(f"Saved {tag} ({image_id[:19]}). Use it with base = \"{tag}\" in deepbox.toml.")
+
+
+@cli.command()
+@click.pass_context
+def dockerfile(ctx: click.Context) -> None:
+    """Print the Dockerfile deepbox generates for this project."""
+    from deepbox.dockerfile import render
+
+    click.echo(render(_spec(ctx)).dockerfile, nl=False)
+
+
+@cli.group()
+def base() -> None:
+    """Base images for hosts without a container registry."""
+
+
+@base.command()
+@click.option("--suite", default="bookworm", show_default=True, help="Debian release to bootstrap.")
+@click.option("--tag", default=None, help="Image name to import as [default: deepbox/debian:SUITE].")
+@click.option("--mirror", default=None, help="Debian mirror [default: deb.debian.org].")
+def bootstrap(suite: str, tag: str | None, mirror: str | None) -> None:
+    """Build a minimal Debian base image from Debian packages (debootstrap + docker import)."""
+    from deepbox import base as base_images
+
+    reporter = ConsoleReporter()
+    target = tag or base_images.default_tag(suite)
+    reporter.step(f"Bootstrapping Debian {suite} into {target}")
+    base_images.bootstrap(suite, target, mirror or base_images.DEFAULT_MIRROR, reporter.build_line)
+    _console().print(f"Base image {target} is ready: set base = \"{target}\" in deepbox.toml.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; errors become one sentence and an exit code (tracebacks only with --debug)."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or bool(os.environ.get("DEEPBOX_DEBUG"))
+    try:
+        cli.main(args=args, prog_name="deepbox", standalone_mode=False)
+    except click.exceptions.Abort:
+        _console().print("[red]Interrupted.[/]")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _console().print("[red]Interrupted; nothing was left half-done.[/]")
+        return 130
+    except Exception as exc:
+        from deepbox.errors import DeepboxError
+
+        if debug:
+            raise
+        console = _console()
+        if isinstance(exc, DeepboxError):
+            console.print(f"[red]Error:[/] {_escape(exc.message)}", soft_wrap=True)
+            if exc.detail:
+                console.print(_escape(exc.detail.rstrip()), soft_wrap=True, style="dim")
+            return int(exc.exit_code)
+        console.print(
+            f"[red]Unexpected error:[/] {_escape(f'{type(exc).__name__}: {exc}')}. "
+            "Run again with --debug for the traceback and report it.",
+            soft_wrap=True,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""The box spec: deepbox.toml (or [tool.deepbox] in pyproject.toml) -> a validated, resolved Spec.
+
+Nothing here talks to Docker; everything downstream works from the frozen Spec.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import pwd
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from deepbox.errors import ConfigError
+
+CONFIG_FILE = "deepbox.toml"
+DEFAULT_BASE = "debian:bookworm-slim"
+DEFAULT_FRAMEWORKS = ("numpy", "scikit-learn")
+DEFAULT_WORKSPACE = "/workspace"
+ROOT_FALLBACK_USER = ("dev", 1000, 1000)
+
+_BOX_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_SIZE = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SshSettings(_Section):
+    port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    bind: str = "127.0.0.1"
+    key: str | None = None  # path to the user's own private key; default: a per-box key
+
+
+class UserSettings(_Section):
+    name: str | None = None
+    uid: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    gid: int | None = Field(default=None, ge=0, le=2**31 - 1)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str | None) -> str | None:
+        if value is not None and (value == "root" or not _USER_NAME.match(value)):
+            raise ValueError("must be a lower-case Linux user name other than root")
+        return value
+
+
+class BuildSettings(_Section):
+    ca_certificates: list[str] = []
+    index_url: str | None = None
+    extra_index_urls: list[str] = []
+    find_links: list[str] = []
+    network: str | None = None
+
+
+class BoxConfig(_Section):
+    name: str | None = None
+    base: str = DEFAULT_BASE
+    frameworks: list[str] = list(DEFAULT_FRAMEWORKS)
+    pip: list[str] = []
+    apt: list[str] = []
+    workspace: str = DEFAULT_WORKSPACE
+    mounts: list[str] = []
+    shm_size: str = "2g"
+    env: dict[str, str] = {}
+    ssh: SshSettings = SshSettings()
+    user: UserSettings = UserSettings()
+    build: BuildSettings = BuildSettings()
+
+    @field_validator("name")
+    @classmethod
+    def _valid_box_name(cls, value: str | None) -> str | None:
+        if value is not None and not _BOX_NAME.match(value):
+            raise ValueError("must be 1-41 characters of a-z, 0-9 and '-', starting with a letter or digit")
+        return value
+
+    @field_validator("shm_size")
+    @classmethod
+    def _valid_size(cls, value: str) -> str:
+        if not _SIZE.match(value):
+            raise ValueError("must be a size such as '2g' or '512m'")
+        return value.lower()
+
+    @field_validator("workspace")
+    @classmethod
+    def _absolute_box_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path inside the box, such as /workspace")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _valid_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, val in value.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+            if '"' in val or "\n" in val:
+                raise ValueError(f"the value of {name} must not contain double quotes or newlines")
+        return value
+
+
+@dataclass(frozen=True)
+class Mount:
+    host: Path
+    box: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class BoxUser:
+    name: str
+    uid: int
+    gid: int
+
+    @property
+    def home(self) -> str:
+        return f"/home/{self.name}"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything needed to build and run one box, resolved against the project and host."""
+
+    project: Path
+    source: Path | None  # the file the config came from, None when defaults were used
+    name: str
+    base: str
+    frameworks: tuple[str, ...]
+    pip: tuple[str, ...]
+    apt: tuple[str, ...]
+    workspace: str
+    mounts: tuple[Mount, ...]
+    shm_size: str
+    env: tuple[tuple[str, str], ...]
+    ssh_port: int
+    ssh_bind: str
+    ssh_key: Path | None
+    user: BoxUser
+    ca_certificates: tuple[Path, ...]
+    index_url: str | None
+    extra_index_urls: tuple[str, ...]
+    find_links: tuple[str, ...]
+    build_network: str | None
+
+    @property
+    def alias(self) -> str:
+        return f"deepbox-{self.name}"
+
+    @property
+    def container_name(self) -> str:
+        return f"deepbox-{self.name}"
+
+
+def sanitize_box_name(folder_name: str) -> str:
+    """A folder name turned into a box name: lower case, a-z0-9 and single dashes."""
+    name = re.sub(r"[^a-z0-9]+", "-", folder_name.lower()).strip("-")[:41].strip("-")
+    return name or "box"
+
+
+def host_user() -> BoxUser:
+    """The host user the box mirrors; root maps to an unprivileged 'dev' (the box never logs in as root)."""
+    uid, gid = os.getuid(), os.getgid()
+    if uid == 0:
+        return BoxUser(*ROOT_FALLBACK_USER)
+    name = pwd.getpwuid(uid).pw_name.lower()
+    if not _USER_NAME.match(name):
+        name = "dev"
+    return BoxUser(name, uid, gid)
+
+
+def find_config_file(project: Path) -> Path | None:
+    """deepbox.toml wins; otherwise pyproject.toml when it has a [tool.deepbox] table."""
+    candidate = project / CONFIG_FILE
+    if candidate.is_file():
+        return candidate
+    pyproject = project / "pyproject.toml"
+    if pyproject.is_file() and "tool" in _read_toml(pyproject) and "deepbox" in _read_toml(pyproject)["tool"]:
+        return pyproject
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}. Fix the syntax at that line and column.") from exc
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from exc
+
+
+def _raw_config(path: Path) -> dict[str, Any]:
+    data = _read_toml(path)
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("deepbox", {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: [tool.deepbox] must be a table.")
+    return data
+
+
+def _key_path(path: Path, loc: tuple[int | str, ...]) -> str:
+    prefix = "tool.deepbox." if path.name == "pyproject.toml" else ""
+    return prefix + ".".join(str(part) for part in loc)
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The valid key names of the table that holds the key at loc."""
+    model: type[BaseModel] = BoxConfig
+    for part in loc[:-1]:
+        annotation = model.model_fields.get(str(part))
+        sub = annotation.annotation if annotation else None
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return []
+        model = sub
+    return list(model.model_fields)
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        where = _key_path(path, loc)
+        if error["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(_fields_at(loc))}"
+            problems.append(f"unknown key '{where}'{hint}")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"'{where}' {message}")
+    return f"{path}: " + "; ".join(problems) + "."
+
+
+def load_config(project: Path) -> tuple[BoxConfig, Path | None]:
+    source = find_config_file(project)
+    if source is None:
+        return BoxConfig(), None
+    try:
+        return BoxConfig.model_validate(_raw_config(source)), source
+    except ValidationError as exc:
+        raise ConfigError(_describe(source, exc)) from exc
+
+
+def _host_path(raw: str, project: Path) -> Path:
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else (project / path)
+
+
+def parse_mount(raw: str, project: Path, source: Path | None) -> Mount:
+    """'HOST:BOX' or 'HOST:BOX:ro', as docker -v writes it; relative host paths are project-relative."""
+    parts = raw.rsplit(":", 2) if raw.endswith((":ro", ":rw")) else raw.rsplit(":", 1)
+    where = f"{source or CONFIG_FILE}: mounts entry {raw!r}"
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise ConfigError(f"{where} must be 'HOST:BOX' or 'HOST:BOX:ro', for example '~/data:/data'.")
+    box = parts[1]
+    if not box.startswith("/") or PurePosixPath(box) == PurePosixPath("/"):
+        raise ConfigError(f"{where}: the box path must be absolute and not '/', for example '/data'.")
+    return Mount(_host_path(parts[0], project).resolve(), box, read_only=len(parts) == 3 and parts[2] == "ro")
+
+
+def resolve(config: BoxConfig, project: Path, source: Path | None) -> Spec:
+    project = project.resolve()
+    defaults = host_user()
+    user = BoxUser(
+        config.user.name or defaults.name,
+        config.user.uid or defaults.uid,
+        config.user.gid if config.user.gid is not None else defaults.gid,
+    )
+    mounts = (Mount(project, config.workspace),) + tuple(
+        parse_mount(raw, project, source) for raw in config.mounts
+    )
+    seen: set[str] = set()
+    for mount in mounts:
+        if mount.box in seen:
+            raise ConfigError(f"{source}: two mounts use the box path {mount.box}; give each its own path.")
+        seen.add(mount.box)
+    key = _host_path(config.ssh.key, project) if config.ssh.key else None
+    return Spec(
+        project=project,
+        source=source,
+        name=config.name or sanitize_box_name(project.name),
+        base=config.base,
+        frameworks=tuple(config.frameworks),
+        pip=tuple(config.pip),
+        apt=tuple(config.apt),
+        workspace=config.workspace,
+        mounts=mounts,
+        shm_size=config.shm_size,
+        env=tuple(sorted(config.env.items())),
+        ssh_port=config.ssh.port,
+        ssh_bind=config.ssh.bind,
+        ssh_key=key,
+        user=user,
+        ca_certificates=tuple(_host_path(raw, project) for raw in config.build.ca_certificates),
+        index_url=config.build.index_url or None,
+        extra_index_urls=tuple(config.build.extra_index_urls),
+        find_links=tuple(config.build.find_links),
+        build_network=config.build.network or None,
+    )
+
+
+def config_template(box_name: str) -> str:
+    """The commented deepbox.toml that `deepbox init` writes; every setting at its default."""
+    return resources.files("deepbox.assets").joinpath("deepbox.toml").read_text().replace("{name}", box_name)
+
+
+def load_spec(project: Path) -> Spec:
+    config, source = load_config(project)
+    return resolve(config, project, source)

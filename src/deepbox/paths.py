@@ -1,0 +1,31 @@
+"""Where deepbox keeps its own files on the user's machine (keys, known_hosts, ssh config, locks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+
+
+def data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("deepbox", appauthor=False))
+
+
+def keys_dir() -> Path:
+    return data_dir() / "keys"
+
+
+def known_hosts() -> Path:
+    return data_dir() / "known_hosts"
+
+
+def owned_ssh_config() -> Path:
+    return data_dir() / "ssh_config"
+
+
+def locks_dir() -> Path:
+    return data_dir() / "locks"
+
+
+def user_ssh_config() -> Path:
+    return Path.home() / ".ssh" / "config"

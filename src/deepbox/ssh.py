@@ -1,0 +1,258 @@
+"""SSH plumbing: per-box client keys, pinned host keys, the ssh config deepbox owns, probes.
+
+deepbox never edits a user's ~/.ssh/config beyond one marked `Include` line at the top; every Host
+block lives in a file deepbox owns. All writes are atomic (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import stat
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepbox import paths
+from deepbox.errors import DeepboxError
+
+INCLUDE_MARKER = "# Added by deepbox: its boxes' Host entries (see `deepbox --help`)."
+BLOCK_START = "# deepbox box: {alias}"
+BLOCK_END = "# end deepbox box: {alias}"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    alias: str
+    host: str
+    port: int
+    user: str
+    identity: Path
+
+
+def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write via a temp file in the same folder and rename: readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# Client keys ----------------------------------------------------------------------------------
+
+
+def ensure_client_key(box: str, own_key: Path | None) -> Path:
+    """The private key the box trusts: the user's own (checked) or a per-box ed25519 key."""
+    if own_key is not None:
+        check_private_key(own_key)
+        return own_key
+    key = paths.keys_dir() / box / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        result = subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"deepbox-{box}", "-f", str(key)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise DeepboxError(f"ssh-keygen could not create {key}: {result.stderr.strip()}.")
+    check_private_key(key)
+    return key
+
+
+def check_private_key(key: Path) -> None:
+    try:
+        info = key.stat()
+        with key.open("rb"):
+            pass
+    except OSError as exc:
+        raise DeepboxError(
+            f"Cannot read the SSH key {key} ({exc.strerror}); fix ssh.key in deepbox.toml or the file's permissions."
+        ) from exc
+    if info.st_mode & 0o077:
+        raise DeepboxError(
+            f"The SSH key {key} is readable by other users (mode {stat.S_IMODE(info.st_mode):o}); "
+            f"ssh refuses such keys: run chmod 600 {key}."
+        )
+    if not Path(f"{key}.pub").is_file():
+        raise DeepboxError(f"The SSH key {key} has no {key}.pub beside it: run ssh-keygen -y -f {key} > {key}.pub.")
+
+
+def public_key(key: Path) -> str:
+    return Path(f"{key}.pub").read_text().strip()
+
+
+# Host keys and known_hosts ---------------------------------------------------------------------
+
+
+def pin_host_key(alias: str, host_public_key: str) -> None:
+    """Record the box's host key (read out of band, via the Docker API) under its alias."""
+    fields = host_public_key.split()
+    if len(fields) < 2 or not fields[0].startswith("ssh-"):
+        raise DeepboxError(f"The box {alias} reported a malformed host key; run `deepbox rm` and `deepbox up`.")
+    entry = f"{alias} {fields[0]} {fields[1]}"
+    known = paths.known_hosts()
+    lines = known.read_text().splitlines() if known.exists() else []
+    kept = [line for line in lines if line.split(" ", 1)[0] != alias]
+    if kept + [entry] != lines:
+        atomic_write(known, "\n".join([*kept, entry]) + "\n", 0o644)
+
+
+def forget_host(alias: str) -> None:
+    known = paths.known_hosts()
+    if known.exists():
+        lines = known.read_text().splitlines()
+        kept = [line for line in lines if line.split(" ", 1)[0] != alias]
+        if kept != lines:
+            atomic_write(known, "".join(f"{line}\n" for line in kept), 0o644)
+
+
+# The ssh config deepbox owns -------------------------------------------------------------------
+
+
+def control_dir() -> Path:
+    """Short path for ControlMaster sockets (a unix socket path must stay under ~104 bytes)."""
+    digest = hashlib.sha256(str(paths.data_dir()).encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"deepbox-{os.getuid()}-{digest}"
+
+
+def _quote(path: Path | str) -> str:
+    text = str(path)
+    return f'"{text}"' if " " in text else text
+
+
+def host_block(endpoint: Endpoint) -> str:
+    return "\n".join(
+        [
+            BLOCK_START.format(alias=endpoint.alias),
+            f"Host {endpoint.alias}",
+            f"    HostName {endpoint.host}",
+            f"    Port {endpoint.port}",
+            f"    User {endpoint.user}",
+            f"    IdentityFile {_quote(endpoint.identity)}",
+            "    IdentitiesOnly yes",
+            f"    UserKnownHostsFile {_quote(paths.known_hosts())}",
+            f"    HostKeyAlias {endpoint.alias}",
+            "    StrictHostKeyChecking yes",
+            "    ControlMaster auto",
+            f"    ControlPath {_quote(control_dir() / '%C')}",
+            "    ControlPersist 10m",
+            "    ServerAliveInterval 30",
+            BLOCK_END.format(alias=endpoint.alias),
+            "",
+        ]
+    )
+
+
+def _blocks(text: str) -> dict[str, str]:
+    """Alias -> block text, from the file deepbox owns."""
+    blocks: dict[str, str] = {}
+    current: list[str] | None = None
+    alias = ""
+    for line in text.splitlines():
+        if line.startswith("# deepbox box: "):
+            alias, current = line.removeprefix("# deepbox box: "), [line]
+        elif current is not None:
+            current.append(line)
+            if line == BLOCK_END.format(alias=alias):
+                blocks[alias] = "\n".join(current) + "\n"
+                current = None
+    return blocks
+
+
+def write_host(endpoint: Endpoint) -> None:
+    blocks = _blocks(_read(paths.owned_ssh_config()))
+    blocks[endpoint.alias] = host_block(endpoint)
+    _write_owned(blocks)
+    ensure_include()
+
+
+def remove_host(alias: str) -> None:
+    blocks = _blocks(_read(paths.owned_ssh_config()))
+    if blocks.pop(alias, None) is not None:
+        _write_owned(blocks)
+
+
+def _write_owned(blocks: dict[str, str]) -> None:
+    header = "# Managed by deepbox: rewritten on every `deepbox up`; edit deepbox.toml instead.\n\n"
+    control_dir().mkdir(mode=0o700, exist_ok=True)
+    atomic_write(paths.owned_ssh_config(), header + "\n".join(blocks[a] for a in sorted(blocks)), 0o600)
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def include_line() -> str:
+    return f"Include {_quote(paths.owned_ssh_config())}"
+
+
+def add_include(text: str, line: str) -> str:
+    """The user's config with our Include as the first directive; every other byte kept."""
+    if line in text.splitlines():
+        return text
+    return f"{INCLUDE_MARKER}\n{line}\n\n{text}"
+
+
+def ensure_include() -> None:
+    """Put one Include at the top of ~/.ssh/config (following a symlink), atomically."""
+    config = paths.user_ssh_config()
+    target = config.resolve() if config.is_symlink() else config
+    try:
+        original = target.read_text() if target.exists() else ""
+        updated = add_include(original, include_line())
+        if updated != original:
+            mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o600
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic_write(target, updated, mode)
+    except OSError as exc:
+        raise DeepboxError(
+            f"Cannot update {target} ({exc.strerror}): make it writable, or add this line at its top "
+            f"yourself: {include_line()}"
+        ) from exc
+
+
+# Running the system ssh ------------------------------------------------------------------------
+
+
+def ssh_base_args() -> list[str]:
+    """`ssh`, plus -F when HOME is not the account's home (ssh itself reads the passwd entry)."""
+    config = paths.user_ssh_config()
+    account_home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    if config != account_home / ".ssh" / "config":
+        return ["ssh", "-F", str(config)]
+    return ["ssh"]
+
+
+def probe(alias: str, timeout: float) -> None:
+    """Wait until an authenticated `ssh <alias> true` succeeds (a TCP connect is not enough)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    args = [*ssh_base_args(), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "ControlMaster=no",
+            "-o", "ControlPath=none", alias, "true"]
+    while time.monotonic() < deadline:
+        result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=30)
+        if result.returncode == 0:
+            return
+        last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"
+        time.sleep(0.3)
+    raise DeepboxError(f"The box did not answer an authenticated `ssh {alias} true` within {timeout:.0f} s ({last}).")
+
+
+def close_master(alias: str) -> None:
+    """Stop a ControlMaster for the alias, so a recreated box is not reached through a stale one."""
+    subprocess.run(
+        [*ssh_base_args(), "-O", "exit", alias], capture_output=True, check=False, timeout=10
+    )
