@@ -29,7 +29,9 @@ def bootstrap(suite: str, tag: str, mirror: str, on_line: Callable[[str], None])
     if shutil.which("debootstrap") is None:
         raise DeepboxError("debootstrap is not installed: run `sudo apt-get install debootstrap` and try again.")
     if os.geteuid() != 0:
-        raise DeepboxError("debootstrap needs root: run `sudo deepbox base bootstrap` (the image is then on the engine for everyone).")
+        raise DeepboxError(
+            "debootstrap needs root: run `sudo deepbox base bootstrap` (the image is then on the engine for everyone)."
+        )
     engine = Engine()  # fail early, before minutes of downloads, when there is no engine
     with tempfile.TemporaryDirectory(prefix="deepbox-rootfs-") as workdir:
         root = Path(workdir) / "rootfs"

@@ -172,7 +172,7 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
     if existing is not None and existing.labels.get(LABEL_PROJECT) != str(spec.project):
         raise DeepboxError(
             f"A box named '{spec.name}' already belongs to {existing.labels.get(LABEL_PROJECT, 'another project')}; "
-            f"set name = \"...\" in {spec.source or 'deepbox.toml'} to give this project its own box."
+            f'set name = "..." in {spec.source or "deepbox.toml"} to give this project its own box.'
         )
 
     tag = image_tag(spec, context)
@@ -286,10 +286,7 @@ def _create(engine: Engine, spec: Spec, tag: str, public_key: str, port: int, re
             volumes={
                 home_volume: {"bind": spec.user.home, "mode": "rw"},
                 key_volume: {"bind": "/etc/ssh/deepbox", "mode": "rw"},
-                **{
-                    str(m.host): {"bind": m.box, "mode": "ro" if m.read_only else "rw"}
-                    for m in spec.mounts
-                },
+                **{str(m.host): {"bind": m.box, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts},
             },
             # authorized_keys lives on a tmpfs: never in the container layer, so never in a snapshot.
             tmpfs={"/run/deepbox": "mode=0755"},
@@ -461,4 +458,3 @@ def snapshot(box: str, tag: str, reporter: Reporter) -> str:
 def logs(box: str, follow: bool) -> Iterator[bytes]:
     engine = Engine()
     return engine.logs(_require(engine, box), follow=follow)
-

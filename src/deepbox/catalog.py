@@ -57,9 +57,7 @@ def lookup(name: str) -> Framework:
         return FRAMEWORKS[key]
     close = difflib.get_close_matches(key, [*FRAMEWORKS, *ALIASES], n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ConfigError(
-        f"Unknown framework '{name}'.{hint} Known frameworks: {', '.join(sorted(FRAMEWORKS))}."
-    )
+    raise ConfigError(f"Unknown framework '{name}'.{hint} Known frameworks: {', '.join(sorted(FRAMEWORKS))}.")
 
 
 def resolve(names: tuple[str, ...]) -> list[Framework]:

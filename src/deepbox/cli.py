@@ -189,9 +189,7 @@ def status(as_json: bool) -> None:
     for column in ("box", "state", "image", "port", "project", "uptime"):
         table.add_column(column)
     for row in rows:
-        table.add_row(
-            row.box, row.state, row.image, str(row.port or "-"), row.project, _duration(row.uptime_seconds)
-        )
+        table.add_row(row.box, row.state, row.image, str(row.port or "-"), row.project, _duration(row.uptime_seconds))
     if rows:
         _console(stderr=False).print(table)
     else:
@@ -240,7 +238,7 @@ def snapshot(ctx: click.Context, tag: str, name: str | None) -> None:
     from deepbox import box
 
     image_id = box.snapshot(_box_name(ctx, name), tag, ConsoleReporter())
-    _console().print(f"Saved {tag} ({image_id[:19]}). Use it with base = \"{tag}\" in deepbox.toml.")
+    _console().print(f'Saved {tag} ({image_id[:19]}). Use it with base = "{tag}" in deepbox.toml.')
 
 
 @cli.command()
@@ -269,7 +267,7 @@ def bootstrap(suite: str, tag: str | None, mirror: str | None) -> None:
     target = tag or base_images.default_tag(suite)
     reporter.step(f"Bootstrapping Debian {suite} into {target}")
     base_images.bootstrap(suite, target, mirror or base_images.DEFAULT_MIRROR, reporter.build_line)
-    _console().print(f"Base image {target} is ready: set base = \"{target}\" in deepbox.toml.")
+    _console().print(f'Base image {target} is ready: set base = "{target}" in deepbox.toml.')
 
 
 def main(argv: list[str] | None = None) -> int:

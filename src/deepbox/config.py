@@ -166,13 +166,23 @@ def sanitize_box_name(folder_name: str) -> str:
     return name or "box"
 
 
-def host_user() -> BoxUser:
-    """The host user the box mirrors; root maps to an unprivileged 'dev' (the box never logs in as root)."""
+def host_user(project: Path) -> BoxUser:
+    """The user the box mirrors, so files it writes to mounted folders keep their owner.
+
+    The box never logs in as root: when deepbox runs as root, the box user takes the UID/GID of
+    the project folder's owner, or 'dev' 1000:1000 when root owns that too.
+    """
     uid, gid = os.getuid(), os.getgid()
     if uid == 0:
-        return BoxUser(*ROOT_FALLBACK_USER)
-    name = pwd.getpwuid(uid).pw_name.lower()
-    if not _USER_NAME.match(name):
+        owner = project.stat()
+        if owner.st_uid == 0:
+            return BoxUser(*ROOT_FALLBACK_USER)
+        uid, gid = owner.st_uid, owner.st_gid
+    try:
+        name = pwd.getpwuid(uid).pw_name.lower()
+    except KeyError:
+        name = "dev"
+    if not _USER_NAME.match(name) or name == "root":
         name = "dev"
     return BoxUser(name, uid, gid)
 
@@ -268,15 +278,13 @@ def parse_mount(raw: str, project: Path, source: Path | None) -> Mount:
 
 def resolve(config: BoxConfig, project: Path, source: Path | None) -> Spec:
     project = project.resolve()
-    defaults = host_user()
+    defaults = host_user(project)
     user = BoxUser(
         config.user.name or defaults.name,
         config.user.uid or defaults.uid,
         config.user.gid if config.user.gid is not None else defaults.gid,
     )
-    mounts = (Mount(project, config.workspace),) + tuple(
-        parse_mount(raw, project, source) for raw in config.mounts
-    )
+    mounts = (Mount(project, config.workspace), *tuple(parse_mount(raw, project, source) for raw in config.mounts))
     seen: set[str] = set()
     for mount in mounts:
         if mount.box in seen:

@@ -123,13 +123,6 @@ class Engine:
                     tail.append(line)
                     on_line(line)
 
-    def remove_image(self, name: str) -> None:
-        with _translated(f"remove image {name}"):
-            try:
-                self.client.images.remove(name)
-            except docker.errors.ImageNotFound:
-                pass
-
     # Containers -------------------------------------------------------------------------------
 
     def container(self, name: str) -> Container | None:

@@ -42,8 +42,8 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        Path(tmp).chmod(mode)
+        Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -106,7 +106,7 @@ def pin_host_key(alias: str, host_public_key: str) -> None:
     known = paths.known_hosts()
     lines = known.read_text().splitlines() if known.exists() else []
     kept = [line for line in lines if line.split(" ", 1)[0] != alias]
-    if kept + [entry] != lines:
+    if [*kept, entry] != lines:
         atomic_write(known, "\n".join([*kept, entry]) + "\n", 0o644)
 
 
@@ -240,8 +240,19 @@ def probe(alias: str, timeout: float) -> None:
     """Wait until an authenticated `ssh <alias> true` succeeds (a TCP connect is not enough)."""
     deadline = time.monotonic() + timeout
     last = ""
-    args = [*ssh_base_args(), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "ControlMaster=no",
-            "-o", "ControlPath=none", alias, "true"]
+    args = [
+        *ssh_base_args(),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=5",
+        "-o",
+        "ControlMaster=no",
+        "-o",
+        "ControlPath=none",
+        alias,
+        "true",
+    ]
     while time.monotonic() < deadline:
         result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=30)
         if result.returncode == 0:
@@ -253,6 +264,4 @@ def probe(alias: str, timeout: float) -> None:
 
 def close_master(alias: str) -> None:
     """Stop a ControlMaster for the alias, so a recreated box is not reached through a stale one."""
-    subprocess.run(
-        [*ssh_base_args(), "-O", "exit", alias], capture_output=True, check=False, timeout=10
-    )
+    subprocess.run([*ssh_base_args(), "-O", "exit", alias], capture_output=True, check=False, timeout=10)
