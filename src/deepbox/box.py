@@ -175,6 +175,7 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
             f'set name = "..." in {spec.source or "deepbox.toml"} to give this project its own box.'
         )
 
+    _warn_unwritable_project(spec, reporter)
     tag = image_tag(spec, context)
     if engine.image(tag) is None:
         _ensure_base(engine, spec.base, reporter)
@@ -235,6 +236,15 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
         workspace=spec.workspace,
         frameworks=checks,
     )
+
+
+def _warn_unwritable_project(spec: Spec, reporter: Reporter) -> None:
+    info = spec.project.stat()
+    if info.st_uid != spec.user.uid and not info.st_mode & 0o002:
+        reporter.step(
+            f"Note: the box user {spec.user.name} (UID {spec.user.uid}) cannot write to {spec.project}, which "
+            f"UID {info.st_uid} owns: run `chown -R {spec.user.uid}:{spec.user.gid} {spec.project}` or set [user] uid."
+        )
 
 
 def _ensure_base(engine: Engine, base: str, reporter: Reporter) -> None:
@@ -397,16 +407,23 @@ def rm(box: str, volumes: bool, reporter: Reporter) -> list[str]:
     """Remove the container (and with volumes=True its volumes); mounted host folders are never touched."""
     with box_lock(box, reporter):
         engine = Engine()
-        container = _require(engine, box)
-        alias = container.labels.get(LABEL_ALIAS, f"deepbox-{box}")
+        container = engine.container(f"deepbox-{box}")
+        if container is not None and LABEL_BOX not in container.labels:
+            container = None  # not a deepbox container: never ours to remove
+        box_volumes = engine.volumes(box) if volumes else []
+        if container is None and not box_volumes:
+            _require(engine, box)  # raises the "no box named" error
+        alias = f"deepbox-{box}"
         ssh.close_master(alias)
-        reporter.step(f"Removing box '{box}'")
-        container.remove(force=True)
-        removed = [container.name]
+        removed = []
+        if container is not None:
+            reporter.step(f"Removing box '{box}'")
+            container.remove(force=True)
+            removed.append(container.name)
+        for volume in box_volumes:
+            volume.remove(force=True)
+            removed.append(volume.name)
         if volumes:
-            for volume in engine.volumes(box):
-                volume.remove(force=True)
-                removed.append(volume.name)
             ssh.forget_host(alias)
         ssh.remove_host(alias)
         return removed

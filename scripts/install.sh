@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Install deepbox on a Debian machine and bring up the example box (examples/digits).
+# Installs Docker's engine, debootstrap and the OpenSSH client when missing, starts the engine
+# when none answers, installs deepbox into .venv and builds the offline base image if needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+
+missing=()
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "> Installing ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+    if [ -d /run/systemd/system ]; then
+        echo "> Starting the Docker engine (systemd)"
+        $sudo systemctl start docker
+    else
+        # No init system (containers, CI): run dockerd in the background and remember its PID.
+        echo "> Starting the Docker engine (dockerd, log in .deepbox-dockerd.log)"
+        $sudo sh -c "nohup dockerd >'$root/.deepbox-dockerd.log' 2>&1 & echo \$! >'$root/.deepbox-dockerd.pid'"
+    fi
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || { echo "The Docker engine did not start; see .deepbox-dockerd.log." >&2; exit 1; }
+fi
+
+echo "> Installing deepbox into .venv"
+python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+base=deepbox/debian:bookworm
+if ! docker image inspect "$base" >/dev/null 2>&1; then
+    $sudo .venv/bin/deepbox base bootstrap --suite bookworm --tag "$base"
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    # The box never logs in as root: as root, it mirrors the project folder's owner, so give the
+    # example to the box's default user (dev, UID 1000) for the box to be able to write outputs.
+    chown -R 1000:1000 examples/digits
+fi
+echo "> Bringing up the example box"
+(cd examples/digits && "$root/.venv/bin/deepbox" up)
+
+cat <<MSG
+
+deepbox is installed in $root/.venv (add $root/.venv/bin to PATH). Next:
+  ssh deepbox-digits                                  # a shell in the box
+  .venv/bin/deepbox -C examples/digits ssh -- python /workspace/train.py
+  .venv/bin/deepbox status                            # all boxes
+  .venv/bin/deepbox -C examples/digits down           # stop; nothing is lost
+MSG

@@ -1,0 +1,173 @@
+"""Fixtures for tests against a real Docker engine, real sshd and the real OpenSSH client.
+
+Every box a test makes has a name starting with this session's prefix; teardown removes those
+containers, their volumes and images (and snapshot images), even when a test fails. HOME points
+at a temporary folder, so the tester's own ~/.ssh and deepbox data are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+BASE_IMAGE = os.environ.get("DEEPBOX_TEST_BASE", "deepbox/debian:bookworm")
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+SESSION = uuid.uuid4().hex[:6]
+PREFIX = f"it{SESSION}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+def _docker_client():
+    import docker
+
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception as exc:
+        reason = f"no Docker engine answers ({exc.__class__.__name__}); scripts/install.sh starts one"
+        if os.environ.get("DEEPBOX_REQUIRE_DOCKER"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return client
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    client = _docker_client()
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception:
+        reason = f"base image {BASE_IMAGE} is missing: run `deepbox base bootstrap --tag {BASE_IMAGE}`"
+        if os.environ.get("DEEPBOX_REQUIRE_DOCKER"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    yield client
+    _reap(client)
+
+
+def _reap(client) -> None:
+    """Remove every container, volume and image this session created (by name prefix and label)."""
+    for container in client.containers.list(all=True, filters={"label": "deepbox.box"}):
+        if container.labels["deepbox.box"].startswith(PREFIX):
+            container.remove(force=True)
+    for volume in client.volumes.list(filters={"label": "deepbox.box"}):
+        if volume.attrs["Labels"]["deepbox.box"].startswith(PREFIX):
+            volume.remove(force=True)
+    for image in client.images.list():
+        if any(tag.startswith((f"deepbox/{PREFIX}", f"{PREFIX}-")) for tag in image.tags):
+            for tag in image.tags:
+                client.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory) -> Iterator[Path]:
+    """A throwaway HOME for the whole session (boxes share the ssh config, as a user's would)."""
+    path = tmp_path_factory.mktemp("home")
+    saved = {name: os.environ.get(name) for name in ("HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME")}
+    os.environ["HOME"] = str(path)
+    os.environ.pop("XDG_DATA_HOME", None)
+    os.environ.pop("XDG_CONFIG_HOME", None)
+    yield path
+    owned = path / ".local/share/deepbox/ssh_config"
+    if owned.exists():  # stop the ControlMasters this HOME's boxes left running
+        for line in owned.read_text().splitlines():
+            if line.startswith("Host "):
+                subprocess.run(
+                    ["ssh", "-F", str(path / ".ssh/config"), "-O", "exit", line.split()[1]],
+                    capture_output=True,
+                    check=False,
+                )
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Project:
+    path: Path
+    name: str
+    home: Path
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def alias(self) -> str:
+        return f"deepbox-{self.name}"
+
+    def write_config(self, body: str = "", base: str = BASE_IMAGE) -> None:
+        (self.path / "deepbox.toml").write_text(
+            f'name = "{self.name}"\nbase = "{base}"\n{body}\n[build]\nca_certificates = ["{CA_BUNDLE}"]\n'
+        )
+
+    def deepbox(self, *args: str, timeout: float = 900, env: dict[str, str] | None = None) -> Result:
+        return run_deepbox(self.path, *args, timeout=timeout, env=env)
+
+    def ssh(self, command: str, *options: str, timeout: float = 60) -> Result:
+        args = ["ssh", "-F", str(self.home / ".ssh" / "config"), "-o", "BatchMode=yes", *options, self.alias, command]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def deepbox_command(project: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "deepbox.cli", "-C", str(project), *args]
+
+
+def run_deepbox(project: Path, *args: str, timeout: float = 900, env: dict[str, str] | None = None) -> Result:
+    proc = subprocess.run(
+        deepbox_command(project, *args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def make_project(tmp_path, home, docker_client):
+    """Factory: a project folder with a deepbox.toml whose box name carries this session's prefix."""
+    made: list[Project] = []
+
+    def make(slug: str, body: str = "", owner: tuple[int, int] | None = (4242, 4243)) -> Project:
+        path = tmp_path / slug
+        path.mkdir()
+        project = Project(path, f"{PREFIX}-{slug}", home)
+        project.write_config(body)
+        if owner:
+            os.chown(path, *owner)
+        made.append(project)
+        return project
+
+    yield make
+    for project in made:
+        remove_box(docker_client, project.name)
+        shutil.rmtree(project.path, ignore_errors=True)
+
+
+def remove_box(client, name: str) -> None:
+    for container in client.containers.list(all=True, filters={"label": f"deepbox.box={name}"}):
+        container.remove(force=True)
+    for volume in client.volumes.list(filters={"label": f"deepbox.box={name}"}):
+        volume.remove(force=True)
