@@ -69,6 +69,22 @@ def _box_name(ctx: click.Context, name: str | None) -> str:
     return name or _spec(ctx).name
 
 
+def _set_project(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)["project"] = value
+
+
+# `-C DIR` is accepted after the subcommand too (`deepbox up -C DIR`), as users type it.
+project_option = click.option(
+    "-C",
+    "--project",
+    type=click.Path(file_okay=False),
+    expose_value=False,
+    callback=_set_project,
+    help="Project folder (where deepbox.toml or pyproject.toml lives).",
+)
+
+
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
@@ -102,6 +118,7 @@ def cli(ctx: click.Context, project: str, debug: bool) -> None:
 
 @cli.command()
 @click.option("--force", is_flag=True, help="Overwrite an existing deepbox.toml.")
+@project_option
 @click.pass_context
 def init(ctx: click.Context, force: bool) -> None:
     """Write a commented deepbox.toml showing every setting."""
@@ -119,6 +136,7 @@ def init(ctx: click.Context, force: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@project_option
 @click.pass_context
 def up(ctx: click.Context, as_json: bool) -> None:
     """Build (or reuse) the box, start it, wait for SSH and check the frameworks."""
@@ -150,6 +168,7 @@ def _print_up(result: UpResult) -> None:
 
 @cli.command()
 @click.argument("name", required=False)
+@project_option
 @click.pass_context
 def down(ctx: click.Context, name: str | None) -> None:
     """Stop the box (this project's, or NAME). Nothing is deleted."""
@@ -163,6 +182,7 @@ def down(ctx: click.Context, name: str | None) -> None:
 @cli.command()
 @click.argument("name", required=False)
 @click.option("--volumes", is_flag=True, help="Also delete the box's volumes (its home folder and host key).")
+@project_option
 @click.pass_context
 def rm(ctx: click.Context, name: str | None, volumes: bool) -> None:
     """Remove the box's container. Your project and mounted folders are never touched."""
@@ -205,6 +225,7 @@ def _duration(seconds: int | None) -> str:
 
 @cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@project_option
 @click.pass_context
 def ssh(ctx: click.Context, command: tuple[str, ...]) -> NoReturn:
     """Open a shell in the box over SSH (`deepbox ssh -- CMD` runs CMD)."""
@@ -218,6 +239,7 @@ def ssh(ctx: click.Context, command: tuple[str, ...]) -> NoReturn:
 @cli.command()
 @click.argument("name", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new log lines.")
+@project_option
 @click.pass_context
 def logs(ctx: click.Context, name: str | None, follow: bool) -> None:
     """Print the box's log (sshd's log: logins, errors)."""
@@ -232,6 +254,7 @@ def logs(ctx: click.Context, name: str | None, follow: bool) -> None:
 @cli.command()
 @click.argument("tag")
 @click.option("--box", "name", help="Box to commit (default: this project's).")
+@project_option
 @click.pass_context
 def snapshot(ctx: click.Context, tag: str, name: str | None) -> None:
     """Commit the box to image TAG, usable as `base = "TAG"`. No keys end up in it."""
@@ -242,6 +265,7 @@ def snapshot(ctx: click.Context, tag: str, name: str | None) -> None:
 
 
 @cli.command()
+@project_option
 @click.pass_context
 def dockerfile(ctx: click.Context) -> None:
     """Print the Dockerfile deepbox generates for this project."""

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import difflib
 import os
+import posixpath
 import pwd
 import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -33,6 +34,16 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        # A newline in a package name or URL would start a new Dockerfile instruction.
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if isinstance(item, str) and any(ord(char) < 32 or ord(char) == 127 for char in item):
+                raise ValueError("must not contain newlines or other control characters")
+        return value
 
 
 class SshSettings(_Section):
@@ -93,9 +104,9 @@ class BoxConfig(_Section):
     @field_validator("workspace")
     @classmethod
     def _absolute_box_path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must be an absolute path inside the box, such as /workspace")
-        return value
+        if not value.startswith("/") or posixpath.normpath(value) == "/":
+            raise ValueError("must be an absolute path inside the box other than /, such as /workspace")
+        return posixpath.normpath(value)
 
     @field_validator("env")
     @classmethod
@@ -204,6 +215,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}. Fix the syntax at that line and column.") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8.") from exc
     except OSError as exc:
         raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from exc
 
@@ -270,8 +283,8 @@ def parse_mount(raw: str, project: Path, source: Path | None) -> Mount:
     where = f"{source or CONFIG_FILE}: mounts entry {raw!r}"
     if len(parts) < 2 or not parts[0] or not parts[1]:
         raise ConfigError(f"{where} must be 'HOST:BOX' or 'HOST:BOX:ro', for example '~/data:/data'.")
-    box = parts[1]
-    if not box.startswith("/") or PurePosixPath(box) == PurePosixPath("/"):
+    box = posixpath.normpath(parts[1])
+    if not box.startswith("/") or box == "/":
         raise ConfigError(f"{where}: the box path must be absolute and not '/', for example '/data'.")
     return Mount(_host_path(parts[0], project).resolve(), box, read_only=len(parts) == 3 and parts[2] == "ro")
 

@@ -95,7 +95,13 @@ def render(spec: Spec) -> BuildContext:
         "deepbox/create-user.sh": _asset("create-user.sh").encode(),
     }
     for index, cert in enumerate(spec.ca_certificates):
-        files[f"deepbox/certs/extra-{index}.crt"] = _read_host_file(cert, "CA certificate file", spec.source)
+        content = _read_host_file(cert, "CA certificate file", spec.source)
+        if b"PRIVATE KEY" in content:
+            raise ConfigError(
+                f"{spec.source or 'deepbox.toml'}: the CA file {cert} contains a private key, which must never "
+                "enter an image; point build.ca_certificates at a file with only the certificate."
+            )
+        files[f"deepbox/certs/extra-{index}.crt"] = content
 
     # Local find-links folders travel in the build context (the classic builder cannot mount them).
     wheel_dirs: list[str] = []

@@ -33,13 +33,13 @@ class Endpoint:
     identity: Path
 
 
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+def atomic_write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
     """Write via a temp file in the same folder and rename: readers see old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode() if isinstance(text, str) else text)
             handle.flush()
             os.fsync(handle.fileno())
         Path(tmp).chmod(mode)
@@ -211,9 +211,11 @@ def ensure_include() -> None:
     config = paths.user_ssh_config()
     target = config.resolve() if config.is_symlink() else config
     try:
-        original = target.read_text() if target.exists() else ""
-        updated = add_include(original, include_line())
-        if updated != original:
+        # Bytes in, bytes out: CRLF line ends and non-UTF-8 comments survive untouched.
+        raw = target.read_bytes() if target.exists() else b""
+        original = raw.decode("utf-8", "surrogateescape")
+        updated = add_include(original, include_line()).encode("utf-8", "surrogateescape")
+        if updated != raw:
             mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o600
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             atomic_write(target, updated, mode)

@@ -1,0 +1,56 @@
+"""Fixtures for the unit tests: no Docker engine, no network, and never the tester's own home.
+
+Every test runs with HOME (and so ~/.ssh and deepbox's data dir) inside its own temporary folder,
+with the temp dir used for ssh ControlMaster sockets redirected there too, and with DOCKER_HOST
+pointing at a socket that does not exist, so no unit test can reach a real engine by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+RUNNING_AS_ROOT = os.geteuid() == 0
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh HOME for every test; the real ~/.ssh is never read or written."""
+    fake_home = tmp_path / "home"
+    fake_home.mkdir()
+    monkeypatch.setenv("HOME", str(fake_home))
+    for var in (
+        "XDG_DATA_HOME",
+        "XDG_CONFIG_HOME",
+        "XDG_CACHE_HOME",
+        "XDG_STATE_HOME",
+        "DEEPBOX_DEBUG",
+        "FORCE_COLOR",
+        "DOCKER_CONTEXT",
+        "DOCKER_TLS_VERIFY",
+        "DOCKER_CERT_PATH",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    return fake_home
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Callable[..., Path]:
+    """make_project(config_text, folder="proj", filename="deepbox.toml") -> the project folder."""
+
+    def make(text: str | None = None, folder: str = "proj", filename: str = "deepbox.toml") -> Path:
+        project = tmp_path / folder
+        project.mkdir(parents=True, exist_ok=True)
+        if text is not None:
+            (project / filename).write_text(text)
+        return project
+
+    return make
