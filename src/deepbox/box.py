@@ -63,6 +63,9 @@ class UpResult:
     port: int
     user: str
     workspace: str
+    key: str  # the private key the box trusts
+    python: str  # the interpreter IDEs should use
+    python_version: str
     frameworks: list[FrameworkCheck] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -212,7 +215,7 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
             exc.detail = _log_tail(engine, container)
             raise
         reporter.step("Checking frameworks inside the box")
-        checks = verify(engine, container, spec, frameworks)
+        python_version, checks = verify(engine, container, spec, frameworks)
     except BaseException:
         if action in ("created", "recreated"):
             with contextlib.suppress(Exception):
@@ -234,6 +237,9 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
         port=port,
         user=spec.user.name,
         workspace=spec.workspace,
+        key=str(key),
+        python=f"{VENV}/bin/python",
+        python_version=python_version,
         frameworks=checks,
     )
 
@@ -352,7 +358,7 @@ def _log_tail(engine: Engine, container: Any) -> str:
 
 
 _VERIFY = """
-import importlib, json, sys
+import importlib, json, platform, sys
 results = []
 for check in json.loads(sys.argv[1]):
     try:
@@ -361,23 +367,54 @@ for check in json.loads(sys.argv[1]):
         results.append(dict(check, ok=True, version=str(getattr(m, "__version__", "")), gpu=gpu, error=""))
     except Exception as exc:
         results.append(dict(check, ok=False, version="", gpu=None, error=f"{type(exc).__name__}: {exc}"))
-print(json.dumps(results))
+print(json.dumps({"python": platform.python_version(), "checks": results}))
 """
 
 
-def verify(engine: Engine, container: Any, spec: Spec, frameworks: list[catalog.Framework]) -> list[FrameworkCheck]:
-    """Import every framework inside the box as the box user; report versions and GPU visibility."""
+def verify(
+    engine: Engine, container: Any, spec: Spec, frameworks: list[catalog.Framework]
+) -> tuple[str, list[FrameworkCheck]]:
+    """Import every framework inside the box as the box user; report versions and GPU visibility.
+
+    Returns the box's Python version and one check per framework."""
     checks = [{"name": fw.name, "module": fw.module, "gpu": fw.gpu_check} for fw in frameworks]
     code, output = engine.exec(
         container, [f"{VENV}/bin/python", "-c", _VERIFY, json.dumps(checks)], user=spec.user.name
     )
     try:
-        rows = json.loads(output.strip().splitlines()[-1])
+        report = json.loads(output.strip().splitlines()[-1])
     except (ValueError, IndexError) as exc:
         raise DeepboxError(
             f"The framework check could not run in the box (exit {code}): {output.strip()[-300:]}."
         ) from exc
-    return [FrameworkCheck(**{k: row[k] for k in ("name", "module", "ok", "version", "gpu", "error")}) for row in rows]
+    fields = ("name", "module", "ok", "version", "gpu", "error")
+    return report["python"], [FrameworkCheck(**{k: row[k] for k in fields}) for row in report["checks"]]
+
+
+def describe(spec: Spec) -> UpResult:
+    """The endpoint of this project's running box, for the IDE commands (no build, no restart)."""
+    engine = Engine()
+    container = _require(engine, spec.name)
+    if container.status != "running":
+        raise DeepboxError(f"Box '{spec.name}' is not running; start it with `deepbox up`.")
+    port = published_port(container)
+    if port is None:
+        raise DeepboxError(f"Box '{spec.name}' publishes no SSH port; run `deepbox up` to recreate it.")
+    key = ssh.ensure_client_key(spec.name, spec.ssh_key)
+    python_version, _ = verify(engine, container, spec, [])
+    return UpResult(
+        box=spec.name,
+        alias=spec.alias,
+        action="running",
+        image=container.attrs.get("Config", {}).get("Image", ""),
+        host=connect_host(spec),
+        port=port,
+        user=spec.user.name,
+        workspace=spec.workspace,
+        key=str(key),
+        python=f"{VENV}/bin/python",
+        python_version=python_version,
+    )
 
 
 # The other verbs ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -73,6 +73,15 @@ class BuildSettings(_Section):
     network: str | None = None
 
 
+class RunSettings(_Section):
+    """A run/debug configuration for the IDEs: `[run.train] script = "train.py"`."""
+
+    script: str
+    args: str = ""
+    env: dict[str, str] = {}
+    workdir: str = "."  # relative to the project folder
+
+
 class BoxConfig(_Section):
     name: str | None = None
     base: str = DEFAULT_BASE
@@ -86,6 +95,9 @@ class BoxConfig(_Section):
     ssh: SshSettings = SshSettings()
     user: UserSettings = UserSettings()
     build: BuildSettings = BuildSettings()
+    ide: list[Literal["pycharm", "vscode"]] = []  # IDE files written on every `up`
+    run: dict[str, RunSettings] = {}
+    jupyter: bool = False
 
     @field_validator("name")
     @classmethod
@@ -138,6 +150,15 @@ class BoxUser:
 
 
 @dataclass(frozen=True)
+class RunConfig:
+    name: str
+    script: str  # relative to the project folder
+    args: str
+    env: tuple[tuple[str, str], ...]
+    workdir: str  # relative to the project folder
+
+
+@dataclass(frozen=True)
 class Spec:
     """Everything needed to build and run one box, resolved against the project and host."""
 
@@ -161,6 +182,9 @@ class Spec:
     extra_index_urls: tuple[str, ...]
     find_links: tuple[str, ...]
     build_network: str | None
+    ide: tuple[str, ...] = ()
+    run: tuple[RunConfig, ...] = ()
+    jupyter: bool = False
 
     @property
     def alias(self) -> str:
@@ -325,6 +349,12 @@ def resolve(config: BoxConfig, project: Path, source: Path | None) -> Spec:
         extra_index_urls=tuple(config.build.extra_index_urls),
         find_links=tuple(config.build.find_links),
         build_network=config.build.network or None,
+        ide=tuple(dict.fromkeys(config.ide)),
+        run=tuple(
+            RunConfig(name, run.script, run.args, tuple(sorted(run.env.items())), run.workdir)
+            for name, run in sorted(config.run.items())
+        ),
+        jupyter=config.jupyter,
     )
 
 

@@ -131,7 +131,7 @@ def test_config_template_names_every_setting():
     """Every key of every table shows up in the template (set or commented), so users can find it."""
     text = config_template("x")
     for field in BoxConfig.model_fields:
-        assert f"\n{field} =" in text or f"[{field}]" in text, field
+        assert f"\n{field} =" in text or f"[{field}]" in text or f"[{field}." in text, field
     for section in ("ssh", "user", "build"):
         model = BoxConfig.model_fields[section].annotation
         for field in model.model_fields:
