@@ -13,12 +13,18 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "> Installing ${missing[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+if docker info 2>&1 | grep -q "permission denied"; then
+    echo "Docker's engine runs but $(id -un) may not use it: run this script with sudo, or add yourself to the" \
+        "'docker' group (sudo usermod -aG docker $(id -un)) and log in again." >&2
+    exit 1
+fi
 if ! docker info >/dev/null 2>&1; then
     if [ -d /run/systemd/system ]; then
         echo "> Starting the Docker engine (systemd)"

@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import secrets
 import socket
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from filelock import FileLock, Timeout
@@ -66,6 +69,7 @@ class UpResult:
     key: str  # the private key the box trusts
     python: str  # the interpreter IDEs should use
     python_version: str
+    jupyter_url: str | None = None
     frameworks: list[FrameworkCheck] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -125,6 +129,7 @@ def _run_hash(spec: Spec, image: str, public_key: str) -> str:
             "env": spec.env,
             "shm": spec.shm_size,
             "key": public_key,
+            "jupyter": spec.jupyter,
         },
         sort_keys=True,
     )
@@ -135,8 +140,8 @@ def connect_host(spec: Spec) -> str:
     return "127.0.0.1" if spec.ssh_bind in ("", "0.0.0.0", "127.0.0.1") else spec.ssh_bind  # noqa: S104
 
 
-def published_port(container: Any) -> int | None:
-    bindings = (container.attrs.get("HostConfig", {}).get("PortBindings") or {}).get("22/tcp") or []
+def published_port(container: Any, box_port: str = "22/tcp") -> int | None:
+    bindings = (container.attrs.get("HostConfig", {}).get("PortBindings") or {}).get(box_port) or []
     for binding in bindings:
         if binding.get("HostPort"):
             return int(binding["HostPort"])
@@ -167,7 +172,7 @@ def up(spec: Spec, reporter: Reporter) -> UpResult:
 
 
 def _up(spec: Spec, reporter: Reporter) -> UpResult:
-    frameworks = catalog.resolve(spec.frameworks)  # unknown names fail before any Docker call
+    frameworks = catalog.resolve(spec.framework_names)  # unknown names fail before any Docker call
     context = render(spec)
     key = ssh.ensure_client_key(spec.name, spec.ssh_key)
     engine = Engine()
@@ -178,7 +183,6 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
             f'set name = "..." in {spec.source or "deepbox.toml"} to give this project its own box.'
         )
 
-    _warn_unwritable_project(spec, reporter)
     tag = image_tag(spec, context)
     if engine.image(tag) is None:
         _ensure_base(engine, spec.base, reporter)
@@ -187,7 +191,9 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
         engine.build(context, tag, labels, spec.build_network, reporter.build_line)
 
     public_key = ssh.public_key(key)
+    # A recreated box keeps its ports, so IDE settings and bookmarks stay valid.
     port = spec.ssh_port or (published_port(existing) if existing is not None else None) or 0
+    jupyter_port = published_port(existing, "8888/tcp") if existing is not None else None
     action = "running"
     if existing is not None and existing.labels.get(LABEL_RUN) == _run_hash(spec, tag, public_key):
         if existing.status != "running":
@@ -200,8 +206,11 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
             reporter.step(f"Replacing box '{spec.name}' (its settings changed; volumes are kept)")
             existing.remove(force=True)
             ssh.close_master(spec.alias)
+            superseded = existing.attrs.get("Config", {}).get("Image", "")
+            if superseded != tag and superseded.startswith(f"deepbox/{spec.name}:"):
+                engine.untag(superseded)  # old images would otherwise pile up with every change
         action = "recreated" if existing is not None else "created"
-        container = _create(engine, spec, tag, public_key, port, reporter)
+        container = _create(engine, spec, tag, public_key, port, jupyter_port, reporter)
 
     try:
         port = published_port(container) or port
@@ -228,29 +237,20 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
             f"Framework '{first.name}' does not import in the box: {first.error}. Fix its version or "
             f"packages in {spec.source or 'deepbox.toml'} and run `deepbox up` again."
         )
-    return UpResult(
-        box=spec.name,
-        alias=spec.alias,
-        action=action,
-        image=tag,
-        host=connect_host(spec),
-        port=port,
-        user=spec.user.name,
-        workspace=spec.workspace,
-        key=str(key),
-        python=f"{VENV}/bin/python",
-        python_version=python_version,
-        frameworks=checks,
-    )
+    return _result(spec, container, action, key, python_version, checks)
 
 
-def _warn_unwritable_project(spec: Spec, reporter: Reporter) -> None:
-    info = spec.project.stat()
-    if info.st_uid != spec.user.uid and not info.st_mode & 0o002:
-        reporter.step(
-            f"Note: the box user {spec.user.name} (UID {spec.user.uid}) cannot write to {spec.project}, which "
-            f"UID {info.st_uid} owns: run `chown -R {spec.user.uid}:{spec.user.gid} {spec.project}` or set [user] uid."
-        )
+def _warn_unwritable_mounts(spec: Spec, reporter: Reporter) -> None:
+    for mount in spec.mounts:
+        if mount.read_only or not mount.host.exists():
+            continue
+        info = mount.host.stat()
+        if info.st_uid != spec.user.uid and not info.st_mode & 0o002:
+            reporter.step(
+                f"Note: the box user {spec.user.name} (UID {spec.user.uid}) cannot write to {mount.host}, which "
+                f"UID {info.st_uid} owns: run `chown -R {spec.user.uid}:{spec.user.gid} {mount.host}` or set "
+                "[user] uid."
+            )
 
 
 def _ensure_base(engine: Engine, base: str, reporter: Reporter) -> None:
@@ -267,13 +267,19 @@ def _ensure_base(engine: Engine, base: str, reporter: Reporter) -> None:
         ) from exc
 
 
-def _create(engine: Engine, spec: Spec, tag: str, public_key: str, port: int, reporter: Reporter) -> Any:
+def _create(
+    engine: Engine, spec: Spec, tag: str, public_key: str, port: int, jupyter_port: int | None, reporter: Reporter
+) -> Any:
     home_volume, key_volume = volume_names(spec.name)
     labels = {LABEL_BOX: spec.name, LABEL_PROJECT: str(spec.project)}
     engine.volume_ensure(home_volume, labels)
     engine.volume_ensure(key_volume, labels)
     for mount in spec.mounts:
-        mount.host.mkdir(parents=True, exist_ok=True)
+        if not mount.host.exists():
+            mount.host.mkdir(parents=True)
+            if os.geteuid() == 0:  # a folder deepbox makes for the box belongs to the box user
+                os.chown(mount.host, spec.user.uid, spec.user.gid)
+    _warn_unwritable_mounts(spec, reporter)
     if spec.ssh_port and not port_is_free(spec.ssh_bind, spec.ssh_port):
         raise _port_taken(spec, spec.ssh_port)
 
@@ -297,8 +303,12 @@ def _create(engine: Engine, spec: Spec, tag: str, public_key: str, port: int, re
                 **dict(spec.env),
                 "DEEPBOX_AUTHORIZED_KEYS": public_key,
                 "DEEPBOX_SESSION_ENV": " ".join(name for name, _ in spec.env),
+                **({"DEEPBOX_JUPYTER_TOKEN": jupyter_token(spec.name)} if spec.jupyter else {}),
             },
-            ports={"22/tcp": (spec.ssh_bind, chosen)},
+            ports={
+                "22/tcp": (spec.ssh_bind, chosen),
+                **({"8888/tcp": (spec.ssh_bind, jupyter_port or free_port(spec.ssh_bind))} if spec.jupyter else {}),
+            },
             volumes={
                 home_volume: {"bind": spec.user.home, "mode": "rw"},
                 key_volume: {"bind": "/etc/ssh/deepbox", "mode": "rw"},
@@ -402,19 +412,39 @@ def describe(spec: Spec) -> UpResult:
         raise DeepboxError(f"Box '{spec.name}' publishes no SSH port; run `deepbox up` to recreate it.")
     key = ssh.ensure_client_key(spec.name, spec.ssh_key)
     python_version, _ = verify(engine, container, spec, [])
+    return _result(spec, container, "running", key, python_version, [])
+
+
+def _result(
+    spec: Spec, container: Any, action: str, key: Path, python_version: str, checks: list[FrameworkCheck]
+) -> UpResult:
+    jupyter_port = published_port(container, "8888/tcp") if spec.jupyter else None
     return UpResult(
         box=spec.name,
         alias=spec.alias,
-        action="running",
+        action=action,
         image=container.attrs.get("Config", {}).get("Image", ""),
         host=connect_host(spec),
-        port=port,
+        port=published_port(container) or 0,
         user=spec.user.name,
         workspace=spec.workspace,
         key=str(key),
         python=f"{VENV}/bin/python",
         python_version=python_version,
+        jupyter_url=(
+            f"http://{connect_host(spec)}:{jupyter_port}/lab?token={jupyter_token(spec.name)}" if jupyter_port else None
+        ),
+        frameworks=checks,
     )
+
+
+def jupyter_token(box: str) -> str:
+    """The box's JupyterLab token: random, made once, kept 0600 in deepbox's data folder."""
+    path = paths.jupyter_token(box)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ssh.atomic_write(path, secrets.token_urlsafe(32), 0o600)
+    return path.read_text().strip()
 
 
 # The other verbs ----------------------------------------------------------------------------------
@@ -492,17 +522,23 @@ def status() -> list[BoxStatus]:
 
 def snapshot(box: str, tag: str, reporter: Reporter) -> str:
     """Commit the box to an image usable as `base = TAG`. Keys never end up in it: host keys and the
-    home are volumes, authorized_keys is on a tmpfs, and none of those are committed."""
+    home are volumes, authorized_keys is on a tmpfs, and none of those are committed. The run-time
+    environment (public key, Jupyter token, the project's [env]) is blanked, since commit copies it."""
     engine = Engine()
     container = _require(engine, box)
     reporter.step(f"Committing box '{box}' to {tag}")
     repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
+    image_env = set(container.image.attrs.get("Config", {}).get("Env") or [])
+    runtime_names = sorted(
+        {entry.split("=", 1)[0] for entry in container.attrs.get("Config", {}).get("Env") or []}
+        - {entry.split("=", 1)[0] for entry in image_env}
+    )
     try:
         image = container.commit(
             repository=repository,
             tag=version,
             message=f"deepbox snapshot of box {box}",
-            changes=[f"LABEL deepbox.snapshot-of={box}"],
+            changes=[f"LABEL deepbox.snapshot-of={box}", *(f"ENV {name}=" for name in runtime_names)],
         )
     except Exception as exc:
         raise DeepboxError(f"Docker could not commit box '{box}' to {tag}: {exc}.") from exc

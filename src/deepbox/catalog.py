@@ -45,6 +45,7 @@ FRAMEWORKS: dict[str, Framework] = {
             cpu_index_url="https://download.pytorch.org/whl/cpu",
             gpu_check="m.cuda.is_available()",
         ),
+        Framework("jupyterlab", "JupyterLab notebooks (`jupyter = true` runs it)", ("jupyterlab",), "jupyterlab"),
     )
 }
 

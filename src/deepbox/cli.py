@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -74,8 +75,9 @@ def _set_project(ctx: click.Context, _param: click.Parameter, value: str | None)
         ctx.ensure_object(dict)["project"] = value
 
 
-# `-C DIR` is accepted after the subcommand too (`deepbox up -C DIR`), as users type it.
-project_option = click.option(
+# `-C DIR` and `--debug` are accepted after the subcommand too (`deepbox up -C DIR`), as users type
+# them; main() looks for --debug itself, before any command runs.
+_project_after = click.option(
     "-C",
     "--project",
     type=click.Path(file_okay=False),
@@ -83,6 +85,11 @@ project_option = click.option(
     callback=_set_project,
     help="Project folder (where deepbox.toml or pyproject.toml lives).",
 )
+_debug_after = click.option("--debug", is_flag=True, expose_value=False, help="Show tracebacks for errors.")
+
+
+def project_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return _project_after(_debug_after(command))
 
 
 def _emit_json(data: Any) -> None:
@@ -164,6 +171,8 @@ def _print_up(result: UpResult) -> None:
         f"[green]Box '{result.box}' is {result.action}[/]: ssh {result.alias}  "
         f"({result.user}@{result.host}:{result.port}, project in {result.workspace})"
     )
+    if result.jupyter_url:
+        console.print(f"JupyterLab: {result.jupyter_url}", soft_wrap=True)
 
 
 @cli.command()
@@ -262,6 +271,26 @@ def snapshot(ctx: click.Context, tag: str, name: str | None) -> None:
 
     image_id = box.snapshot(_box_name(ctx, name), tag, ConsoleReporter())
     _console().print(f'Saved {tag} ({image_id[:19]}). Use it with base = "{tag}" in deepbox.toml.')
+
+
+@cli.command()
+@project_option
+@click.pass_context
+def jupyter(ctx: click.Context) -> None:
+    """Print the JupyterLab URL of the box (needs `jupyter = true` in deepbox.toml)."""
+    from deepbox import box
+    from deepbox.errors import DeepboxError
+
+    spec = _spec(ctx)
+    if not spec.jupyter:
+        raise DeepboxError(
+            f"Box '{spec.name}' does not run JupyterLab: set jupyter = true in "
+            f"{spec.source or 'deepbox.toml'} and run `deepbox up`."
+        )
+    url = box.describe(spec).jupyter_url
+    if url is None:
+        raise DeepboxError(f"Box '{spec.name}' was started without JupyterLab; run `deepbox up` to recreate it.")
+    click.echo(url)
 
 
 @cli.command()

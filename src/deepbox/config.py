@@ -187,6 +187,11 @@ class Spec:
     jupyter: bool = False
 
     @property
+    def framework_names(self) -> tuple[str, ...]:
+        """The frameworks to install: the configured ones, plus JupyterLab when the box runs it."""
+        return (*self.frameworks, "jupyterlab") if self.jupyter else self.frameworks
+
+    @property
     def alias(self) -> str:
         return f"deepbox-{self.name}"
 
@@ -283,7 +288,7 @@ def _describe(path: Path, exc: ValidationError) -> str:
         else:
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"'{where}' {message}")
-    return f"{path}: " + "; ".join(problems) + "."
+    return f"{path}: " + "; ".join(problems) + ("" if problems[-1].endswith(("?", ".")) else ".")
 
 
 def load_config(project: Path) -> tuple[BoxConfig, Path | None]:

@@ -88,12 +88,14 @@ def pip_options(spec: Spec, frameworks: list[catalog.Framework], wheel_dirs: lis
 
 
 def render(spec: Spec) -> BuildContext:
-    frameworks = catalog.resolve(spec.frameworks)
+    frameworks = catalog.resolve(spec.framework_names)
     files: dict[str, bytes] = {
         "deepbox/sshd_config": _asset("sshd_config").replace("{user}", spec.user.name).encode(),
         "deepbox/entrypoint.sh": _asset("entrypoint.sh").encode(),
         "deepbox/create-user.sh": _asset("create-user.sh").encode(),
     }
+    if spec.jupyter:
+        files["deepbox/jupyter.sh"] = _asset("jupyter.sh").encode()
     for index, cert in enumerate(spec.ca_certificates):
         content = _read_host_file(cert, "CA certificate file", spec.source)
         if b"PRIVATE KEY" in content:
@@ -167,7 +169,8 @@ def render(spec: Spec) -> BuildContext:
         "USER root",
         "COPY deepbox/sshd_config /etc/ssh/sshd_config",
         "COPY deepbox/entrypoint.sh /usr/local/bin/deepbox-entrypoint",
-        f"ENV DEEPBOX_USER={user.name}",
+        *(["COPY deepbox/jupyter.sh /usr/local/bin/deepbox-jupyter", "EXPOSE 8888"] if spec.jupyter else []),
+        f"ENV DEEPBOX_USER={user.name} DEEPBOX_WORKSPACE={spec.workspace}",
         "EXPOSE 22",
         'ENTRYPOINT ["/usr/local/bin/deepbox-entrypoint"]',
         "CMD []",

@@ -5,6 +5,7 @@ It turns the SDK's exceptions into DeepboxErrors that say what to do.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections import deque
@@ -122,6 +123,11 @@ class Engine:
                         tail.clear()
                     tail.append(line)
                     on_line(line)
+
+    def untag(self, name: str) -> None:
+        """Drop an image tag of ours; Docker keeps the layers while anything still uses them."""
+        with contextlib.suppress(docker.errors.DockerException):
+            self.client.images.remove(name, noprune=False)
 
     # Containers -------------------------------------------------------------------------------
 

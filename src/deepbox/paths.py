@@ -29,3 +29,7 @@ def locks_dir() -> Path:
 
 def user_ssh_config() -> Path:
     return Path.home() / ".ssh" / "config"
+
+
+def jupyter_token(box: str) -> Path:
+    return data_dir() / "jupyter" / f"{box}.token"

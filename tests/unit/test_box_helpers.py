@@ -63,6 +63,7 @@ def test_run_hash_follows_the_container_settings(spec):
     assert box._run_hash(dataclasses.replace(spec, ssh_port=2223), "img:1", "ssh-ed25519 AAAA") != base
     assert box._run_hash(dataclasses.replace(spec, shm_size="8g"), "img:1", "ssh-ed25519 AAAA") != base
     assert box._run_hash(dataclasses.replace(spec, env=(("A", "2"),)), "img:1", "ssh-ed25519 AAAA") != base
+    assert box._run_hash(dataclasses.replace(spec, jupyter=True), "img:1", "ssh-ed25519 AAAA") != base
 
 
 def test_port_is_free_and_free_port():

@@ -48,7 +48,7 @@ def test_unknown_framework_suggests_the_close_one():
     message = str(info.value)
     assert "'pytorh'" in message
     assert "Did you mean pytorch" in message
-    assert "Known frameworks: numpy, pytorch, scikit-learn." in message
+    assert "Known frameworks: jupyterlab, numpy, pytorch, scikit-learn." in message
 
 
 def test_unknown_framework_without_close_match_lists_the_known_ones():

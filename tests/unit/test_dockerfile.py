@@ -86,7 +86,7 @@ def test_golden_lines_of_a_default_spec(spec_for):
     assert "RUN python3 -m venv /opt/venv" in steps
     assert steps.index("USER 4321:4322") < steps.index("RUN python3 -m venv /opt/venv")
     assert "COPY deepbox/sshd_config /etc/ssh/sshd_config" in steps
-    assert "ENV DEEPBOX_USER=alice" in steps
+    assert "ENV DEEPBOX_USER=alice DEEPBOX_WORKSPACE=/workspace" in steps
     assert "EXPOSE 22" in steps
     assert 'ENTRYPOINT ["/usr/local/bin/deepbox-entrypoint"]' in steps
     assert [s for s in steps if s.startswith("USER ")][-1] == "USER root", "sshd must start as root"

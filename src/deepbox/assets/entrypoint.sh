@@ -32,5 +32,15 @@ if /usr/sbin/sshd -t -o PerSourcePenalties=no >/dev/null 2>&1; then
     echo "PerSourcePenalties no" >"$RUN_DIR/sshd_config.d/20-penalties.conf"
 fi
 
+# JupyterLab, when the box runs it: the token goes to a file only the box user can read (never
+# onto a command line), and a supervisor restarts the server if it dies.
+if [ -n "${DEEPBOX_JUPYTER_TOKEN:-}" ]; then
+    install -d -m 0700 -o "$DEEPBOX_USER" "$RUN_DIR/jupyter"
+    (umask 077 && printf '%s' "$DEEPBOX_JUPYTER_TOKEN" >"$RUN_DIR/jupyter/token")
+    chown "$DEEPBOX_USER" "$RUN_DIR/jupyter/token"
+    unset DEEPBOX_JUPYTER_TOKEN
+    /usr/local/bin/deepbox-jupyter &
+fi
+
 /usr/sbin/sshd -t
 exec /usr/sbin/sshd -D -e
