@@ -72,13 +72,18 @@ class Engine:
 
     # Images -----------------------------------------------------------------------------------
 
-    def image(self, name: str) -> Image | None:
+    @staticmethod
+    def _find(collection: Any, name: str) -> Any:
+        """An image or container by name, or None when the engine has none."""
         try:
-            return self.client.images.get(name)
-        except docker.errors.ImageNotFound:
+            return collection.get(name)
+        except docker.errors.NotFound:
             return None
         except docker.errors.DockerException as exc:
             raise _unreachable(exc) from exc
+
+    def image(self, name: str) -> Image | None:
+        return self._find(self.client.images, name)
 
     def pull(self, name: str) -> Image:
         with _translated(f"pull {name}"):
@@ -132,12 +137,7 @@ class Engine:
     # Containers -------------------------------------------------------------------------------
 
     def container(self, name: str) -> Container | None:
-        try:
-            return self.client.containers.get(name)
-        except docker.errors.NotFound:
-            return None
-        except docker.errors.DockerException as exc:
-            raise _unreachable(exc) from exc
+        return self._find(self.client.containers, name)
 
     def boxes(self) -> list[Container]:
         with _translated("list containers"):
