@@ -30,6 +30,7 @@ _BOX_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 _USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _SIZE = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VERSION = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")
 
 
 class _Section(BaseModel):
@@ -98,6 +99,19 @@ class BoxConfig(_Section):
     ide: list[Literal["pycharm", "vscode"]] = []  # IDE files written on every `up`
     run: dict[str, RunSettings] = {}
     jupyter: bool = False
+    # The framework catalog's settings (see `deepbox catalog`).
+    device: Literal["cpu", "cuda"] = "cpu"
+    cuda: str = "12.4"  # only used with device = "cuda"
+    python: str = ""  # the box's Python; "" means the base image's own
+    requirements: str = "auto"  # "auto" (requirements.txt or pyproject dependencies), a path, or "off"
+    framework_indexes: bool = True  # false: no vendor indexes (PyTorch's CPU index...), only [build]'s
+
+    @field_validator("python", "cuda")
+    @classmethod
+    def _valid_version(cls, value: str) -> str:
+        if value and not _VERSION.match(value):
+            raise ValueError("must be a version such as '3.11' or '12.4'")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -185,6 +199,11 @@ class Spec:
     ide: tuple[str, ...] = ()
     run: tuple[RunConfig, ...] = ()
     jupyter: bool = False
+    device: str = "cpu"
+    cuda: str | None = None
+    python: str | None = None
+    requirements: str = "auto"
+    framework_indexes: bool = True
 
     @property
     def framework_names(self) -> tuple[str, ...]:
@@ -360,6 +379,11 @@ def resolve(config: BoxConfig, project: Path, source: Path | None) -> Spec:
             for name, run in sorted(config.run.items())
         ),
         jupyter=config.jupyter,
+        device=config.device,
+        cuda=config.cuda,
+        python=config.python or None,
+        requirements=config.requirements,
+        framework_indexes=config.framework_indexes,
     )
 
 

@@ -1,11 +1,12 @@
-"""catalog.py: framework lookup, aliases and dependency resolution."""
+"""catalog: lookup, aliases, presets, resolution order, pins, conflicts, cycles, Python/CUDA checks."""
 
 from __future__ import annotations
 
 import pytest
 
 from deepbox import catalog
-from deepbox.catalog import ALIASES, FRAMEWORKS, lookup, resolve
+from deepbox.catalog import ALIASES, ENTRIES, FRAMEWORKS, PRESETS, Framework, lookup, plan, resolve
+from deepbox.catalog.model import TIERS, Request, version_tuple
 from deepbox.errors import ConfigError
 
 
@@ -13,9 +14,13 @@ def names(requested: tuple[str, ...]) -> list[str]:
     return [fw.name for fw in resolve(requested)]
 
 
+# Order ----------------------------------------------------------------------------------------------
+
+
 def test_dependencies_come_first():
     assert names(("scikit-learn",)) == ["numpy", "scikit-learn"]
     assert names(("pytorch",)) == ["numpy", "pytorch"]
+    assert names(("transformers",)) == ["numpy", "pytorch", "transformers"]
 
 
 def test_duplicates_are_dropped():
@@ -23,17 +28,45 @@ def test_duplicates_are_dropped():
     assert names(("numpy", "scikit-learn", "numpy", "scikit-learn")) == ["numpy", "scikit-learn"]
 
 
-def test_order_is_stable_and_follows_the_request():
+def test_heavy_frameworks_come_before_libraries_whatever_the_request_order():
+    assert names(("scikit-learn", "pytorch")) == ["numpy", "pytorch", "scikit-learn"]
     assert names(("pytorch", "scikit-learn")) == ["numpy", "pytorch", "scikit-learn"]
-    assert names(("scikit-learn", "pytorch")) == ["numpy", "scikit-learn", "pytorch"]
-    assert names(("pytorch", "scikit-learn")) == names(("pytorch", "scikit-learn"))
+    assert names(("jupyterlab", "scikit-learn", "tensorflow"))[-1] == "jupyterlab"
+
+
+def test_order_within_a_tier_follows_the_request():
+    assert names(("xgboost", "lightgbm")) == ["numpy", "xgboost", "lightgbm"]
+    assert names(("lightgbm", "xgboost")) == ["numpy", "lightgbm", "xgboost"]
 
 
 def test_empty_request_resolves_to_nothing():
     assert resolve(()) == []
 
 
-@pytest.mark.parametrize(("alias", "name"), [("torch", "pytorch"), ("sklearn", "scikit-learn"), ("TORCH", "pytorch")])
+def test_dependencies_never_sit_in_a_later_tier():
+    # resolve() groups by tier after the topological sort; this keeps that grouping topological.
+    for fw in FRAMEWORKS.values():
+        for dependency in fw.depends:
+            assert TIERS.index(FRAMEWORKS[dependency].tier) <= TIERS.index(fw.tier), (fw.name, dependency)
+
+
+def test_every_usable_framework_resolves_with_its_dependencies_before_it():
+    for fw in FRAMEWORKS.values():
+        if fw.status != "ok":
+            continue
+        order = names((fw.name,))
+        assert fw.name in order
+        for dependency in fw.depends:
+            assert order.index(dependency) < order.index(fw.name)
+
+
+# Names, aliases and presets ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alias", "name"),
+    [("torch", "pytorch"), ("sklearn", "scikit-learn"), ("TORCH", "pytorch"), ("tf", "tensorflow"), ("cv2", "opencv")],
+)
 def test_aliases(alias, name):
     assert lookup(alias) is FRAMEWORKS[name]
 
@@ -48,38 +81,289 @@ def test_unknown_framework_suggests_the_close_one():
     message = str(info.value)
     assert "'pytorh'" in message
     assert "Did you mean pytorch" in message
-    assert "Known frameworks: jupyterlab, numpy, pytorch, scikit-learn." in message
+    assert "Known frameworks: " in message and "scikit-learn" in message and "all-cpu" in message
 
 
 def test_unknown_framework_without_close_match_lists_the_known_ones():
     with pytest.raises(ConfigError) as info:
         lookup("zzzzzzzz")
+    assert "Did you mean" not in str(info.value)
+    assert "Known frameworks:" in str(info.value)
+
+
+def test_presets_expand_like_deepo_tags():
+    everything = names(("all-cpu",))
+    for member in ("pytorch", "tensorflow", "jax", "keras", "scikit-learn", "jupyterlab", "scipy", "cython"):
+        assert member in everything
+    assert names(("all",)) == everything
+    assert catalog.presets()["scientific"][:3] == ["numpy", "scipy", "pandas"]
+
+
+def test_every_preset_member_is_a_usable_framework():
+    for preset in PRESETS:
+        for name in catalog.presets()[preset]:
+            assert FRAMEWORKS[name].status == "ok", (preset, name)
+
+
+def test_a_preset_cannot_be_pinned():
+    with pytest.raises(ConfigError, match=r"Preset 'all' cannot take a version"):
+        resolve(("all==1.0",))
+
+
+# Coverage: every Deepo module has a row ----------------------------------------------------------------
+
+
+DEEPO_MODULES = [
+    "tensorflow", "pytorch", "keras", "jax", "mxnet", "chainer", "paddlepaddle", "onnx", "onnxruntime",
+    "caffe", "darknet", "opencv", "jupyter", "jupyterlab", "sonnet", "theano", "lasagne", "cntk", "torch7",
+    "boost", "caffe2", "numpy", "scipy", "pandas", "scikit-image", "scikit-learn", "matplotlib", "tqdm", "cython",
+]  # fmt: skip
+TODAY = ["xgboost", "lightgbm", "catboost", "transformers", "lightning", "tensorboard", "opencv-headless"]
+
+
+@pytest.mark.parametrize("name", DEEPO_MODULES + TODAY)
+def test_every_deepo_module_and_todays_picks_have_an_entry(name):
+    fw = lookup(name)
+    assert fw.description
+    if fw.status == "ok":
+        assert fw.pip or fw.apt, name
+    else:
+        assert fw.refusal.endswith("."), name
+        assert fw.replacement in FRAMEWORKS and FRAMEWORKS[fw.replacement].status == "ok", name
+
+
+@pytest.mark.parametrize(
+    ("name", "replacement", "words"),
+    [
+        ("theano", "pytensor", "blas_opt_info"),
+        ("lasagne", "keras", "Theano"),
+        ("cntk", "onnxruntime", "retired in 2019"),
+        ("lua-torch", "pytorch", "Lua"),
+        ("caffe2", "pytorch", "merged into PyTorch"),
+    ],
+)
+def test_dead_frameworks_are_refused_with_the_reason_and_the_replacement(name, replacement, words):
+    with pytest.raises(ConfigError) as info:
+        resolve(("numpy", name))
     message = str(info.value)
-    assert "Did you mean" not in message
-    assert "Known frameworks:" in message
+    assert "cannot be installed" in message
+    assert words in message
+    assert f'frameworks = ["{replacement}"]' in message
 
 
 def test_catalog_is_consistent():
+    assert len({fw.name for fw in ENTRIES}) == len(ENTRIES), "duplicate names"
     for fw in FRAMEWORKS.values():
-        assert fw.pip, fw.name
-        assert fw.module.isidentifier(), fw.name
-        for dependency in fw.depends:
-            assert dependency in FRAMEWORKS, f"{fw.name} depends on unknown {dependency}"
+        assert fw.module.isidentifier() or all(part.isidentifier() for part in fw.module.split(".")), fw.name
+        assert fw.tier in TIERS
+        for dependency in (*fw.depends, *fw.conflicts):
+            assert dependency in FRAMEWORKS, f"{fw.name} names unknown {dependency}"
+        if fw.version:
+            assert fw.default_release is not None, f"{fw.name}'s default {fw.version} is not among its releases"
+        series = [version_tuple(r.series) for r in fw.releases]
+        assert series == sorted(series), f"{fw.name}: releases must be oldest first"
     for alias, target in ALIASES.items():
         assert target in FRAMEWORKS, alias
         assert alias not in FRAMEWORKS, alias
+        assert alias not in PRESETS, alias
 
 
-def test_every_framework_resolves_with_its_dependencies_before_it():
-    for name in FRAMEWORKS:
-        order = names((name,))
-        assert order[-1] == name
-        for dependency in FRAMEWORKS[name].depends:
-            assert order.index(dependency) < order.index(name)
+def test_every_default_installs_on_the_default_python():
+    for fw in FRAMEWORKS.values():
+        if fw.status == "ok" and fw.default_release is not None:
+            assert fw.default_release.supports_python("3.11"), fw.name
 
 
-def test_pytorch_uses_the_cpu_index_and_checks_the_gpu():
-    torch = lookup("torch")
-    assert torch.cpu_index_url == "https://download.pytorch.org/whl/cpu"
-    assert torch.gpu_check is not None
-    assert catalog.FRAMEWORKS["numpy"].cpu_index_url is None
+def test_table_has_one_row_per_entry():
+    rows = catalog.table()
+    assert [row["name"] for row in rows] == sorted(FRAMEWORKS)
+    torch = next(row for row in rows if row["name"] == "pytorch")
+    assert torch["version"] == "2.13" and torch["cpu"] == ["torch"] and torch["status"] == "ok"
+    cntk = next(row for row in rows if row["name"] == "cntk")
+    assert cntk["status"] == "refused" and cntk["replacement"] == "onnxruntime" and cntk["cuda"] == []
+    assert next(row for row in rows if row["name"] == "darknet")["cuda"] == []
+
+
+# Pins -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "specifier"),
+    [
+        ("pytorch", "pytorch", ""),
+        ("pytorch==2.5.*", "pytorch", "==2.5.*"),
+        (" torch >= 2.4 , <2.6", "torch", ">=2.4,<2.6"),
+    ],
+)
+def test_request_parsing(text, name, specifier):
+    assert Request.parse(text) == Request(name, specifier)
+
+
+def test_default_pin_and_user_pin():
+    first = plan(("pytorch",)).selected[-1]
+    assert first.packages == ("torch==2.13.*",)
+    pinned = plan(("pytorch==2.5.*",)).selected[-1]
+    assert pinned.packages == ("torch==2.5.*",) and pinned.specifier == "==2.5.*"
+    assert plan(("numpy",)).selected[0].packages == ("numpy",), "numpy's version is left to the frameworks"
+
+
+@pytest.mark.parametrize("pin", ["pytorch==9.9", "pytorch==1.13.*", "pytorch>=3", "scikit-learn<1.0"])
+def test_a_pin_the_catalog_does_not_know_is_an_error(pin):
+    with pytest.raises(ConfigError) as info:
+        resolve((pin,))
+    message = str(info.value)
+    assert "has no release matching" in message and "known:" in message and "pip = [...]" in message
+
+
+@pytest.mark.parametrize("pin", ["pytorch==2.5.1", "pytorch>=2.4,<2.6", "pytorch~=2.4", "pytorch!=2.13.*"])
+def test_pins_that_match_a_known_release(pin):
+    assert names((pin,)) == ["numpy", "pytorch"]
+
+
+def test_the_same_framework_pinned_twice_is_an_error():
+    with pytest.raises(ConfigError, match=r"pinned twice"):
+        resolve(("torch==2.5.*", "pytorch==2.6.*"))
+    assert names(("torch==2.5.*", "pytorch")) == ["numpy", "pytorch"]
+
+
+def test_an_unreadable_pin_is_an_error():
+    with pytest.raises(ConfigError, match=r"cannot read the version"):
+        resolve(("pytorch=2.5",))
+
+
+def test_a_debian_framework_cannot_be_pinned():
+    with pytest.raises(ConfigError, match=r"comes from Debian packages"):
+        resolve(("darknet==1.0",))
+
+
+# Conflicts and cycles ----------------------------------------------------------------------------------------
+
+
+def test_conflicting_frameworks_are_an_error():
+    with pytest.raises(ConfigError) as info:
+        resolve(("opencv", "opencv-headless"))
+    assert "'opencv' and 'opencv-headless' conflict" in str(info.value)
+    assert "keep one of them" in str(info.value)
+
+
+def test_a_dependency_cycle_is_named(monkeypatch):
+    a = Framework("aa", "a", "aa", pip=("aa",), depends=("bb",))
+    b = Framework("bb", "b", "bb", pip=("bb",), depends=("aa",))
+    monkeypatch.setitem(FRAMEWORKS, "aa", a)
+    monkeypatch.setitem(FRAMEWORKS, "bb", b)
+    with pytest.raises(ConfigError) as info:
+        resolve(("aa",))
+    assert "dependency cycle (aa -> bb -> aa)" in str(info.value)
+
+
+# Python, base and CUDA ------------------------------------------------------------------------------------
+
+
+def test_the_box_python_comes_from_the_base():
+    assert plan((), base="deepbox/debian:bookworm").python == "3.11"
+    assert plan((), base="deepbox/debian:bullseye").python == "3.9"
+    assert plan((), base="ubuntu:24.04").python == "3.12"
+    assert plan((), base="nvidia/cuda:12.4.1-runtime-ubuntu22.04").python == "3.10"
+    assert plan((), base="my/own:image").python == "3.11"
+    assert plan((), base="debian:bookworm-slim", python="3.12").python == "3.12"
+
+
+def test_a_release_without_wheels_for_the_box_python_says_which_would_work():
+    with pytest.raises(ConfigError) as info:
+        plan(("pytorch==2.0.*",), python="3.12")
+    message = str(info.value)
+    assert "'pytorch' 2.0 has wheels for Python 3.8-3.11, not the box's Python 3.12" in message
+    assert "pin pytorch to 2.2 to 2.14" in message
+    with pytest.raises(ConfigError, match=r"Python 3.7-3.11"):
+        plan(("mxnet",), python="3.12")
+
+
+def test_a_debian_framework_needs_its_suite():
+    with pytest.raises(ConfigError) as info:
+        plan(("caffe",), base="deepbox/debian:bookworm")
+    assert "deepbox base bootstrap --suite bullseye" in str(info.value)
+    caffe = plan(("caffe",), base="deepbox/debian:bullseye")
+    assert caffe.system_site_packages and caffe.selected[0].apt == ("caffe-cpu", "python3-caffe-cpu")
+    with pytest.raises(ConfigError, match=r"base's own Python 3.9"):
+        plan(("caffe",), base="deepbox/debian:bullseye", python="3.11")
+
+
+def test_cpu_packages_and_indexes():
+    chosen = {item.name: item for item in plan(("all-cpu",)).selected}
+    assert chosen["pytorch"].index_urls == ("https://download.pytorch.org/whl/cpu",)
+    assert chosen["tensorflow"].packages == ("tensorflow-cpu==2.21.*",)
+    assert chosen["jax"].packages == ("jax==0.10.*",)
+    assert chosen["onnxruntime"].packages == ("onnxruntime==1.30.*",)
+    assert chosen["xgboost"].packages == ("xgboost-cpu==3.2.*",)
+
+
+def test_cuda_packages_and_indexes():
+    chosen = {item.name: item for item in plan(("all", "paddle", "chainer"), device="cuda", cuda="12.6").selected}
+    assert chosen["pytorch"].index_urls == ("https://download.pytorch.org/whl/cu126",)
+    assert chosen["tensorflow"].packages == ("tensorflow[and-cuda]==2.21.*",)
+    assert chosen["jax"].packages == ("jax[cuda12]==0.10.*",)
+    assert chosen["onnxruntime"].packages == ("onnxruntime-gpu==1.30.*",)
+    assert chosen["paddlepaddle"].packages == ("paddlepaddle-gpu==3.3.*",)
+    assert chosen["paddlepaddle"].index_urls == ("https://www.paddlepaddle.org.cn/packages/stable/cu126/",)
+    assert chosen["chainer"].packages == ("chainer==7.8.*", "numpy<2", "cupy-cuda12x")
+    assert chosen["xgboost"].packages == ("xgboost==3.2.*",)
+    # 12.5 has no PyTorch build of its own: the newest older one of the same major serves it.
+    assert plan(("pytorch",), device="cuda", cuda="12.5").selected[-1].index_urls[0].endswith("/cu124")
+
+
+def test_cuda_errors():
+    with pytest.raises(ConfigError, match=r"'darknet' has no CUDA build"):
+        plan(("darknet",), device="cuda")
+    with pytest.raises(ConfigError, match=r"'mxnet' has no CUDA build.*use pytorch"):
+        plan(("mxnet",), device="cuda")
+    with pytest.raises(ConfigError, match=r"CUDA builds for CUDA 12.x, not 11.8"):
+        plan(("tensorflow",), device="cuda", cuda="11.8")
+    with pytest.raises(ConfigError, match=r"Unknown CUDA version '12.7'"):
+        plan(("pytorch",), device="cuda", cuda="12.7")
+    with pytest.raises(ConfigError, match=r"Unknown device"):
+        plan(("pytorch",), device="tpu")
+
+
+def test_keras_gets_a_backend_from_the_box():
+    assert plan(("keras", "tensorflow")).env == (("KERAS_BACKEND", "tensorflow"),)
+    assert plan(("keras", "pytorch")).env == (("KERAS_BACKEND", "torch"),)
+    alone = plan(("keras",))
+    assert alone.env == (("KERAS_BACKEND", "jax"),)
+    assert [item.name for item in alone.selected] == ["numpy", "jax", "keras"]
+    assert plan(("sonnet", "keras")).env == (("KERAS_BACKEND", "tensorflow"),), "sonnet brings tensorflow"
+
+
+def test_ports_are_collected():
+    assert plan(("tensorboard", "jupyterlab", "tensorflow")).ports == (6006, 8888)
+
+
+# Driver table ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cuda", "driver"),
+    [("11.8", "520.61.05"), ("12.0", "525.60.13"), ("12.4", "550.54.14"), ("12.4.1", "550.54.14"), ("12.8", "570.26")],
+)
+def test_minimum_driver_per_cuda_version(cuda, driver):
+    assert catalog.cuda.min_driver(cuda) == driver
+
+
+def test_driver_table_is_monotonic():
+    drivers = [version_tuple(d) for d in catalog.cuda.MIN_DRIVER.values()]
+    cudas = [version_tuple(c) for c in catalog.cuda.MIN_DRIVER]
+    assert cudas == sorted(cudas) and drivers == sorted(drivers)
+
+
+def test_driver_support_and_minor_version_compatibility():
+    cuda = catalog.cuda
+    assert cuda.driver_supports("550.54.15", "12.4", compat=False)
+    assert not cuda.driver_supports("535.104.05", "12.4", compat=False)
+    assert cuda.driver_supports("535.104.05", "12.4"), "12.x runs on any >= 525.60.13 driver"
+    assert not cuda.driver_supports("470.57.02", "12.0")
+    assert cuda.min_driver("12.6", compat=True) == "525.60.13"
+    assert cuda.max_cuda("535.104.05") == "12.2"
+    assert cuda.max_cuda("570.86.10") == "12.8"
+    assert cuda.max_cuda("440.33") is None
+    assert cuda.tag("12.4") == "cu124"
+    assert cuda.pick_tag("12.9", ("cu118", "cu126", "cu129")) == "cu129"
+    assert cuda.pick_tag("12.4", ("cu118", "cu126")) is None

@@ -255,3 +255,54 @@ def test_status_without_an_engine_subprocess():
 )
 def test_duration(seconds, text):
     assert cli._duration(seconds) == text
+
+
+# `deepbox catalog` and `deepbox dockerfile --frameworks` ----------------------------------------
+
+
+def test_catalog_json_lists_entries_and_presets(capsys):
+    import json
+
+    from deepbox import catalog
+
+    assert main(["catalog", "--json"]) in (0, None)
+    data = json.loads(capsys.readouterr().out)
+    names = {row["name"] for row in data["frameworks"]}
+    assert names == set(catalog.FRAMEWORKS)
+    theano = next(row for row in data["frameworks"] if row["name"] == "theano")
+    assert theano["status"] == "refused" and theano["replacement"]
+    assert "all-cpu" in data["presets"] and "pytorch" in data["presets"]["all-cpu"]
+
+
+def test_catalog_table_names_refused_entries_and_their_replacement(capsys):
+    main(["catalog"])
+    out = capsys.readouterr().out
+    assert "pytorch" in out and "tensorflow" in out
+    assert "refused" in out and "Presets:" in out
+
+
+def test_dockerfile_from_frameworks_needs_no_project(tmp_path, capsys):
+    code = main(["-C", str(tmp_path / "absent"), "dockerfile", "--frameworks", "pytorch,scikit-learn"])
+    assert code in (0, None)
+    out = capsys.readouterr().out
+    assert out.startswith(GENERATED)
+    assert "'torch==2.13.*'" in out and "'scikit-learn==1.9.*'" in out
+    assert "download.pytorch.org/whl/cpu" in out
+    assert out.index("torch==") < out.index("scikit-learn==")  # heavy layers first
+
+
+def test_dockerfile_from_frameworks_with_cuda_uses_the_cuda_index(capsys):
+    main(["dockerfile", "--frameworks", "pytorch", "--cuda", "12.6"])
+    out = capsys.readouterr().out
+    assert "download.pytorch.org/whl/cu126" in out and "whl/cpu" not in out
+
+
+def test_dockerfile_from_frameworks_rejects_an_unknown_name(capsys):
+    assert main(["dockerfile", "--frameworks", "pytorhc"]) == 1
+    err = capsys.readouterr().err
+    assert "pytorch" in err and "Traceback" not in err
+
+
+def test_dockerfile_options_without_frameworks_are_a_usage_error(capsys):
+    assert main(["dockerfile", "--cuda", "12.4"]) == 2
+    assert "--frameworks" in capsys.readouterr().err

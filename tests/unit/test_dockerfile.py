@@ -83,8 +83,9 @@ def test_golden_lines_of_a_default_spec(spec_for):
     assert "RUN sh /usr/local/lib/deepbox/create-user.sh alice 4321 4322" in steps
     assert "RUN install -d -o 4321 -g 4322 /opt/venv" in steps
     assert "USER 4321:4322" in steps
-    assert "RUN python3 -m venv /opt/venv" in steps
-    assert steps.index("USER 4321:4322") < steps.index("RUN python3 -m venv /opt/venv")
+    venv = index_of(steps, lambda s: s.startswith("RUN python3 -m venv /opt/venv "))
+    assert "/opt/venv/bin/pip install -q --no-cache-dir --disable-pip-version-check 'uv==" in steps[venv]
+    assert steps.index("USER 4321:4322") < venv
     assert "COPY deepbox/sshd_config /etc/ssh/sshd_config" in steps
     assert "ENV DEEPBOX_USER=alice DEEPBOX_WORKSPACE=/workspace" in steps
     assert "EXPOSE 22" in steps
@@ -93,13 +94,12 @@ def test_golden_lines_of_a_default_spec(spec_for):
     assert text.endswith("\n")
 
 
-def test_default_frameworks_layer(spec_for):
+def test_default_frameworks_layers(spec_for):
     steps = instructions(render(spec_for()).dockerfile)
-    frameworks = [s for s in steps if s.startswith("RUN /opt/venv/bin/pip install")]
-    assert len(frameworks) == 1
-    assert frameworks[0].endswith(" numpy scikit-learn")
-    assert "--no-cache-dir" in frameworks[0]
-    assert "download.pytorch.org" not in frameworks[0]
+    frameworks = [s for s in steps if s.startswith("RUN uv pip install")]
+    assert frameworks == ["RUN uv pip install numpy", "RUN uv pip install numpy 'scikit-learn==1.9.*'"]
+    assert "ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:" in render(spec_for()).dockerfile
+    assert "UV_NO_CACHE=1" in render(spec_for()).dockerfile, "no package cache left in a layer"
 
 
 def test_no_key_material_in_the_dockerfile(spec_for):
@@ -113,11 +113,11 @@ def test_no_key_material_in_the_dockerfile(spec_for):
 
 def test_user_packages_come_after_frameworks_and_ssh_layer(spec_for):
     steps = instructions(render(spec_for('pip = ["rich", "httpx==0.27"]\napt = ["git"]\n')).dockerfile)
-    frameworks = index_of(steps, lambda s: s.startswith("RUN /opt/venv/bin/pip install") and "numpy" in s)
+    frameworks = index_of(steps, lambda s: s.startswith("RUN uv pip install") and "numpy" in s)
     ssh_layer = index_of(steps, lambda s: s.startswith("ENTRYPOINT"))
     sshd_config = index_of(steps, lambda s: s.startswith("COPY deepbox/sshd_config"))
     user_apt = index_of(steps, lambda s: s.startswith("RUN apt-get") and " git " in s)
-    user_pip = index_of(steps, lambda s: s.startswith("RUN /opt/venv/bin/pip install") and "rich" in s)
+    user_pip = index_of(steps, lambda s: s.startswith("RUN uv pip install") and "rich" in s)
 
     assert frameworks < sshd_config < ssh_layer < user_apt < user_pip
     assert steps[user_pip].endswith(" rich httpx==0.27")
@@ -133,7 +133,7 @@ def test_changing_pip_changes_the_hash_and_only_the_last_layer(spec_for):
     assert before.spec_hash != after.spec_hash != none.spec_hash
     before_lines = before.dockerfile.splitlines()
     after_lines = after.dockerfile.splitlines()
-    last_pip = index_of(before_lines, lambda line: line.startswith("RUN /opt/venv/bin/pip install"))
+    last_pip = index_of(before_lines, lambda line: line.startswith("RUN uv pip install"))
     assert before_lines[:last_pip] == after_lines[:last_pip]
     assert before_lines[last_pip] != after_lines[last_pip]
     # Adding packages only appends layers: a box without any keeps the whole cache.
@@ -157,8 +157,8 @@ def test_hash_covers_the_context_files_not_only_the_dockerfile(make_project):
 
 def test_no_frameworks_means_no_frameworks_layer(spec_for):
     steps = instructions(render(spec_for("frameworks = []\n")).dockerfile)
-    assert not [s for s in steps if "pip install" in s]
-    assert "RUN python3 -m venv /opt/venv" in steps
+    assert not [s for s in steps if "uv pip install" in s]
+    assert any(s.startswith("RUN python3 -m venv /opt/venv ") for s in steps)
 
 
 # Build settings: CA certificates, indexes and find-links -----------------------------------------------
@@ -218,9 +218,9 @@ def test_index_options_reach_pip(make_project, tmp_path):
 
     context = render(load_spec(project))
     steps = instructions(context.dockerfile)
-    pip_steps = [s for s in steps if s.startswith("RUN /opt/venv/bin/pip install")]
+    pip_steps = [s for s in steps if s.startswith("RUN uv pip install")]
 
-    assert len(pip_steps) == 2
+    assert len(pip_steps) == 3
     for step in pip_steps:
         assert "--index-url https://mirror.example/simple" in step
         assert "--extra-index-url https://extra.example/simple" in step
@@ -233,7 +233,7 @@ def test_index_options_reach_pip(make_project, tmp_path):
     assert context.files["deepbox/wheels/1/other-0.1-py3-none-any.whl"] == b"PK-other"
     assert not any("notes.txt" in path for path in context.files)
     copy = index_of(steps, lambda s: s.startswith("COPY --chown=") and "deepbox/wheels/" in s)
-    assert copy < index_of(steps, lambda s: "pip install" in s and "numpy" in s)
+    assert copy < index_of(steps, lambda s: "uv pip install" in s and "numpy" in s)
 
 
 def test_missing_find_links_folder_is_a_config_error(make_project):
@@ -243,19 +243,25 @@ def test_missing_find_links_folder_is_a_config_error(make_project):
     assert str(project / "no-such-folder") in str(info.value)
 
 
-def test_pytorch_adds_the_cpu_index(spec_for):
+def test_pytorch_adds_the_cpu_index_from_its_own_layer_on(spec_for):
     steps = instructions(render(spec_for('frameworks = ["torch"]\n')).dockerfile)
-    frameworks = [s for s in steps if s.startswith("RUN /opt/venv/bin/pip install")]
-    assert len(frameworks) == 1
-    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in frameworks[0]
-    assert frameworks[0].endswith(" numpy torch")
+    frameworks = [s for s in steps if s.startswith("RUN uv pip install")]
+    assert frameworks[0] == "RUN uv pip install numpy", "the base layer stays cached when torch is added"
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in frameworks[1]
+    assert frameworks[1].endswith(" numpy 'torch==2.13.*'")
+
+
+def test_framework_indexes_off_leaves_only_the_build_sources(spec_for):
+    text = render(spec_for('frameworks = ["torch"]\nframework_indexes = false\n')).dockerfile
+    assert "download.pytorch.org" not in text
 
 
 def test_cpu_index_is_not_repeated_when_the_user_lists_it(spec_for):
     text = render(
         spec_for('frameworks = ["pytorch"]\n[build]\nextra_index_urls = ["https://download.pytorch.org/whl/cpu"]\n')
     ).dockerfile
-    assert text.count("--extra-index-url https://download.pytorch.org/whl/cpu") == 1
+    for step in instructions(text):
+        assert step.count("--extra-index-url https://download.pytorch.org/whl/cpu") <= 1
 
 
 def test_package_names_are_shell_quoted(spec_for):

@@ -1,0 +1,155 @@
+"""deepbox's Dockerfile vs a Deepo-style one for the same frameworks, on the same base, in one run.
+
+    .venv/bin/python bench/build_compare.py [--base deepbox/debian:bookworm] [--skip-installers]
+
+a) cold build time (no layer cache) and image size for pytorch + scikit-learn: deepbox vs a
+   Deepo-style Dockerfile (one RUN layer, plain pip, build tools and the scientific base, no cache
+   mounts). Targets: time <= 0.5x, size <= 0.8x.
+b) deepbox rebuild after adding one pip package vs its cold build. Target <= 0.15x.
+c) installer choice: the scientific preset installed by uv (deepbox's choice) vs by pip, in the
+   same Dockerfile otherwise (cold).
+
+PyTorch comes from this machine's CPU wheel folder (/opt/wheels) on both sides; PyPI's default
+torch is a multi-GB CUDA build and download.pytorch.org is not reachable here. Every image is
+labelled deepbox.bench=build-compare and removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from deepbox.config import BoxConfig, resolve
+from deepbox.dockerfile import BuildContext, render
+
+LABEL = {"deepbox.bench": "build-compare"}
+CA = "/etc/ssl/certs/ca-certificates.crt"
+WHEELS = "/opt/wheels"
+TORCH = "torch==2.13.0"
+
+DEEPO_STYLE = """FROM {base}
+ENV LANG=C.UTF-8
+COPY deepbox/certs/ /usr/local/share/ca-certificates/deepbox/
+COPY deepbox/wheels/ /tmp/wheels/
+RUN APT_INSTALL="apt-get install -y --no-install-recommends" && \\
+    PIP_INSTALL="/opt/venv/bin/python -m pip --no-cache-dir install --upgrade" && \\
+    apt-get update && \\
+    DEBIAN_FRONTEND=noninteractive $APT_INSTALL build-essential apt-utils ca-certificates wget git vim \\
+        libssl-dev curl unzip cmake openssh-server python3 python3-dev python3-venv && \\
+    update-ca-certificates && \\
+    python3 -m venv /opt/venv && \\
+    $PIP_INSTALL pip setuptools && \\
+    $PIP_INSTALL numpy scipy pandas cloudpickle 'scikit-image>=0.14.2' scikit-learn matplotlib Cython tqdm {extra} && \\
+    $PIP_INSTALL --find-links /tmp/wheels {torch} && \\
+    ldconfig && apt-get clean && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* ~/*
+ENV PATH=/opt/venv/bin:$PATH
+"""
+
+
+def deepbox_context(base: str, frameworks: list[str], pip: list[str], project: Path) -> BuildContext:
+    config = BoxConfig.model_validate(
+        {
+            "name": "bench",
+            "base": base,
+            "frameworks": frameworks,
+            "pip": pip,
+            "requirements": "off",
+            "framework_indexes": False,
+            "build": {"ca_certificates": [CA], "find_links": [WHEELS]},
+        }
+    )
+    return render(resolve(config, project, None))
+
+
+def deepo_context(base: str, extra: str, project: Path) -> BuildContext:
+    ours = deepbox_context(base, [], [], project)  # only for the same certs and wheels in the context
+    files = {path: data for path, data in ours.files.items() if path.startswith(("deepbox/certs/", "deepbox/wheels/"))}
+    files = {path.replace("deepbox/wheels/0/", "deepbox/wheels/"): data for path, data in files.items()}
+    return BuildContext(DEEPO_STYLE.format(base=base, extra=extra, torch=TORCH), files)
+
+
+def build(client: Any, context: BuildContext, tag: str, nocache: bool) -> float:
+    started = time.monotonic()
+    for chunk in client.api.build(
+        fileobj=context.tar(),
+        custom_context=True,
+        tag=tag,
+        rm=True,
+        forcerm=True,
+        decode=True,
+        nocache=nocache,
+        labels=LABEL,
+    ):
+        if "error" in chunk:
+            raise RuntimeError(f"{tag}: {chunk['error'].strip()}")
+    return time.monotonic() - started
+
+
+def size_mb(client: Any, tag: str) -> float:
+    return client.images.get(tag).attrs["Size"] / 1e6
+
+
+def log(message: str) -> None:
+    print(f"[compare {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default="deepbox/debian:bookworm")
+    parser.add_argument("--skip-installers", action="store_true", help="skip (c), the uv vs pip measurement")
+    args = parser.parse_args()
+    if not Path(WHEELS).is_dir():
+        print(f"needs the local CPU torch wheel folder {WHEELS}", file=sys.stderr)
+        return 2
+    client = docker.from_env(timeout=3600)
+    project = Path.cwd()
+    frameworks = ["pytorch==2.13.0", "scikit-learn"]
+    rows: list[tuple[str, str, str, str]] = []
+    try:
+        log("deepbox cold build")
+        ours = build(client, deepbox_context(args.base, frameworks, [], project), "deepbox-bench/ours:cold", True)
+        ours_size = size_mb(client, "deepbox-bench/ours:cold")
+        log("Deepo-style cold build")
+        deepo = build(client, deepo_context(args.base, "", project), "deepbox-bench/deepo:cold", True)
+        deepo_size = size_mb(client, "deepbox-bench/deepo:cold")
+        log("deepbox rebuild with one more pip package")
+        rebuild = build(
+            client, deepbox_context(args.base, frameworks, ["rich"], project), "deepbox-bench/ours:plus", False
+        )
+        rows += [
+            ("cold build s", f"{ours:.1f}", f"{deepo:.1f}", f"{ours / deepo:.2f}x (target <= 0.5x)"),
+            ("image MB", f"{ours_size:.0f}", f"{deepo_size:.0f}", f"{ours_size / deepo_size:.2f}x (target <= 0.8x)"),
+            (
+                "rebuild +1 pip package s",
+                f"{rebuild:.1f}",
+                "(full rebuild)",
+                f"{rebuild / ours:.2f}x of cold (target <= 0.15x)",
+            ),
+        ]
+        if not args.skip_installers:
+            log("installers: scientific preset with uv, then with pip (cold)")
+            context = deepbox_context(args.base, ["scientific"], [], project)
+            uv = build(client, context, "deepbox-bench/uv:cold", True)
+            pip_text = context.dockerfile.replace(
+                "RUN uv pip install", "RUN pip install --no-cache-dir --disable-pip-version-check"
+            )
+            pip = build(client, BuildContext(pip_text, context.files), "deepbox-bench/pip:cold", True)
+            rows.append(("scientific preset, uv vs pip s", f"{uv:.1f}", f"{pip:.1f} (pip)", f"{uv / pip:.2f}x"))
+    finally:
+        for image in client.images.list(filters={"label": "deepbox.bench=build-compare"}):
+            for tag in image.tags:
+                client.images.remove(tag, force=True)
+        client.images.prune(filters={"dangling": True, "label": "deepbox.bench=build-compare"})
+    print("| measure | deepbox | Deepo-style | ratio |\n|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

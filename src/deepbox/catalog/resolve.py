@@ -1,0 +1,351 @@
+"""Resolution: requested names -> a checked, ordered Plan. Every error here comes before any Docker call.
+
+Order is topological and stable (the order of the request, dependencies first), then grouped by
+tier so heavy, rarely changing frameworks are installed in the early layers.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+
+from deepbox.catalog import cuda as cuda_table
+from deepbox.catalog.entries import ENTRIES, PRESETS
+from deepbox.catalog.model import TIERS, Framework, Plan, Release, Request, Selected, version_tuple
+from deepbox.errors import ConfigError
+
+FRAMEWORKS: dict[str, Framework] = {fw.name: fw for fw in ENTRIES}
+ALIASES: dict[str, str] = {alias: fw.name for fw in ENTRIES for alias in fw.aliases}
+
+# The Python each known base ships (the box's Python unless `python` asks for another).
+BASE_PYTHON: dict[str, str] = {
+    "bullseye": "3.9",
+    "bookworm": "3.11",
+    "trixie": "3.13",
+    "focal": "3.8",
+    "20.04": "3.8",
+    "jammy": "3.10",
+    "22.04": "3.10",
+    "noble": "3.12",
+    "24.04": "3.12",
+}
+DEFAULT_PYTHON = "3.11"
+# CPython versions uv can install as a managed interpreter when the base has another one.
+MANAGED_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
+KERAS_BACKENDS = (("tensorflow", "tensorflow"), ("jax", "jax"), ("pytorch", "torch"))
+DEFAULT_KERAS_BACKEND = "jax"  # the lightest backend when the box has none of them
+
+
+def base_suite(base: str) -> str | None:
+    """The Debian/Ubuntu release an image name points at ('debian:bookworm-slim' -> 'bookworm')."""
+    tag = base.rsplit("/", 1)[-1].lower()
+    for suite in BASE_PYTHON:
+        if re.search(rf"(?<![0-9a-z]){re.escape(suite)}(?![0-9a-z])", tag.replace("ubuntu", "ubuntu ")):
+            return suite
+    return None
+
+
+def base_python(base: str) -> str | None:
+    suite = base_suite(base)
+    return BASE_PYTHON[suite] if suite else None
+
+
+def _known() -> str:
+    return ", ".join(sorted([*FRAMEWORKS, *PRESETS]))
+
+
+def lookup(name: str) -> Framework:
+    """A framework by name or alias (any case); an unknown name lists the close and the known ones."""
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key in FRAMEWORKS:
+        return FRAMEWORKS[key]
+    close = difflib.get_close_matches(key, [*FRAMEWORKS, *ALIASES, *PRESETS], n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ConfigError(f"Unknown framework '{name}'.{hint} Known frameworks: {_known()}.")
+
+
+def _expand(names: Iterable[str]) -> list[Request]:
+    """Presets replaced by their members (recursively); everything else parsed as name + specifier."""
+    requests: list[Request] = []
+    for text in names:
+        request = Request.parse(text)
+        preset = PRESETS.get(request.name.lower())
+        if preset is not None:
+            if request.specifier:
+                raise ConfigError(f"Preset '{request.name}' cannot take a version; pin its frameworks one by one.")
+            requests += _expand(preset)
+        else:
+            requests.append(request)
+    return requests
+
+
+def _refuse(fw: Framework) -> ConfigError:
+    instead = FRAMEWORKS.get(fw.replacement)
+    hint = f' Use {instead.name} instead: frameworks = ["{instead.name}"].' if instead else ""
+    return ConfigError(f"Framework '{fw.name}' cannot be installed: {fw.refusal}{hint}")
+
+
+def _series_range(releases: Iterable[Release]) -> str:
+    names = [r.series for r in releases]
+    if not names:
+        return "none"
+    return names[0] if len(names) == 1 else f"{names[0]} to {names[-1]}"
+
+
+def _matching(fw: Framework, specifier: str) -> list[Release]:
+    """The known release series a specifier admits (compared at major.minor, which is what pins name)."""
+    result = []
+    for release in fw.releases:
+        have = version_tuple(release.series)
+        ok = True
+        for clause in filter(None, specifier.split(",")):
+            match = re.fullmatch(r"(===|==|~=|!=|>=|<=|>|<)\s*([0-9][0-9a-zA-Z.*+!-]*)", clause)
+            if not match:
+                raise ConfigError(
+                    f"Framework '{fw.name}': cannot read the version '{specifier}'; write it as pip does, "
+                    f'for example "{fw.name}=={fw.version or "1.0"}.*".'
+                )
+            op, text = match.groups()
+            want = version_tuple(text)
+            want2 = want[:2]
+            if op in ("==", "===", "~="):
+                ok &= have == want2 if op != "~=" or len(want) > 2 else have[:1] == want[:1] and have >= want2
+            elif op == "!=":
+                ok &= not (text.endswith("*") and have == want2)
+            elif op == ">=" or op == ">":
+                ok &= have >= want2 if op == ">=" or len(want) > 2 else have > want2
+            elif op == "<=":
+                ok &= have <= want2
+            else:  # '<'
+                ok &= have < want if len(want) > 2 else have < want2
+        if ok:
+            result.append(release)
+    return result
+
+
+def _pin(fw: Framework, request: Request) -> tuple[str, Release | None]:
+    """The specifier to install and the release series it selects (None when the catalog cannot tell)."""
+    if not request.specifier:
+        if not fw.version:
+            return "", None
+        return f"=={fw.version}.*", fw.default_release
+    if not fw.pip:
+        raise ConfigError(
+            f"Framework '{fw.name}' comes from Debian packages and cannot be pinned; drop the version from "
+            f"'{request.name}{request.specifier}'."
+        )
+    if not fw.releases:
+        return request.specifier, None
+    matching = _matching(fw, request.specifier)
+    if not matching:
+        raise ConfigError(
+            f"Framework '{fw.name}' has no release matching '{request.specifier}' that the catalog knows "
+            f"(known: {_series_range(fw.releases)}); pin one of those, or put the exact package in "
+            "`pip = [...]` to bypass the catalog."
+        )
+    return request.specifier, matching[-1]
+
+
+def _order(roots: list[Framework]) -> list[Framework]:
+    """Dependencies first, stable in request order; a cycle in the catalog is an error naming it."""
+    ordered: list[Framework] = []
+    done: set[str] = set()
+
+    def visit(fw: Framework, path: tuple[str, ...]) -> None:
+        if fw.name in done:
+            return
+        if fw.name in path:
+            cycle = " -> ".join([*path[path.index(fw.name) :], fw.name])
+            raise ConfigError(f"The catalog has a dependency cycle ({cycle}); fix the depends of those entries.")
+        for dependency in fw.depends:
+            if dependency not in FRAMEWORKS:
+                raise ConfigError(f"Catalog entry '{fw.name}' depends on unknown '{dependency}'; fix its depends.")
+            visit(FRAMEWORKS[dependency], (*path, fw.name))
+        done.add(fw.name)
+        ordered.append(fw)
+
+    for fw in roots:
+        visit(fw, ())
+    # Group by tier (heavy, rarely changing first); stable, and dependencies never sit in a later tier.
+    return sorted(ordered, key=lambda fw: TIERS.index(fw.tier))
+
+
+def _requests(names: Iterable[str]) -> tuple[list[Framework], dict[str, Request]]:
+    roots: list[Framework] = []
+    pins: dict[str, Request] = {}
+    for request in _expand(names):
+        fw = lookup(request.name)
+        if fw.status == "refused":
+            raise _refuse(fw)
+        earlier = pins.get(fw.name)
+        if earlier is not None and earlier.specifier and request.specifier and earlier.specifier != request.specifier:
+            raise ConfigError(
+                f"Framework '{fw.name}' is pinned twice ('{earlier.specifier}' and '{request.specifier}'); keep one."
+            )
+        if earlier is None or request.specifier:
+            pins[fw.name] = request
+        if fw not in roots:
+            roots.append(fw)
+    # Keras 3 needs a backend: use one the box already has, else add the lightest.
+    if any(fw.name == "keras" for fw in roots) and not any(
+        FRAMEWORKS[backend] in roots or _depends_on(roots, backend) for backend, _ in KERAS_BACKENDS
+    ):
+        roots.insert(0, FRAMEWORKS[DEFAULT_KERAS_BACKEND])
+    return roots, pins
+
+
+def _depends_on(roots: list[Framework], name: str) -> bool:
+    return any(name in fw.depends for fw in roots)
+
+
+def _check_conflicts(frameworks: list[Framework]) -> None:
+    names = {fw.name for fw in frameworks}
+    for fw in frameworks:
+        for other in fw.conflicts:
+            if other in names:
+                raise ConfigError(
+                    f"Frameworks '{fw.name}' and '{other}' conflict (they install the same module "
+                    f"'{fw.module}'); keep one of them."
+                )
+
+
+def resolve(names: Iterable[str]) -> list[Framework]:
+    """Requested names (aliases, presets, 'name==version' pins) plus dependencies, ordered for layers."""
+    roots, pins = _requests(names)
+    ordered = _order(roots)
+    _check_conflicts(ordered)
+    for fw in ordered:
+        _pin(fw, pins.get(fw.name, Request(fw.name)))
+    return ordered
+
+
+def plan(
+    names: Iterable[str],
+    *,
+    device: str = "cpu",
+    cuda: str | None = None,
+    python: str | None = None,
+    base: str = "",
+) -> Plan:
+    """resolve() plus the box's facts: Python, CPU/CUDA packages and indexes, base suite."""
+    roots, pins = _requests(names)
+    ordered = _order(roots)
+    _check_conflicts(ordered)
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f'Unknown device \'{device}\'; use device = "cpu" or "cuda".')
+    cuda_version = cuda_table.normalize(cuda or "12.4") if device == "cuda" else None
+    box_python = python or base_python(base) or DEFAULT_PYTHON
+    suite = base_suite(base)
+    selected: list[Selected] = []
+    for fw in ordered:
+        specifier, release = _pin(fw, pins.get(fw.name, Request(fw.name)))
+        _check_python(fw, release, box_python)
+        if fw.suites and suite is not None and suite not in fw.suites:
+            raise ConfigError(
+                f"Framework '{fw.name}' is packaged only in Debian/Ubuntu {', '.join(fw.suites)}, and the base "
+                f"'{base}' is {suite}; make such a base with `deepbox base bootstrap --suite {fw.suites[0]}` and "
+                f'set base = "deepbox/debian:{fw.suites[0]}".'
+            )
+        if fw.system_site_packages and python and base_python(base) and python != base_python(base):
+            raise ConfigError(
+                f"Framework '{fw.name}' comes from Debian's python3 packages, so the box must use the base's "
+                f"own Python {base_python(base)}, not {python}; remove the python setting."
+            )
+        index_urls: tuple[str, ...] = ()
+        if cuda_version is not None:
+            index_urls = _check_cuda(fw, cuda_version)
+        elif fw.cpu_index_url:
+            index_urls = (fw.cpu_index_url,)
+        packages = fw.packages(device)
+        if packages and specifier:
+            packages = (packages[0] + specifier, *packages[1:])
+        if fw.name == "chainer" and cuda_version is not None:
+            cupy = f"cupy-cuda{cuda_version.split('.')[0]}x"
+            packages = tuple(cupy if p.startswith("cupy-") else p for p in packages)
+        selected.append(Selected(fw, specifier, packages, index_urls, fw.apt))
+    env: list[tuple[str, str]] = []
+    if any(fw.name == "keras" for fw in ordered):
+        have = {fw.name for fw in ordered}
+        backend = next(module for name, module in KERAS_BACKENDS if name in have)
+        env.append(("KERAS_BACKEND", backend))
+    for fw in ordered:
+        env += [pair for pair in fw.env if pair not in env]
+    return Plan(
+        selected=tuple(selected),
+        device=device,
+        cuda=cuda_version,
+        python=box_python,
+        env=tuple(env),
+        ports=tuple(sorted({port for fw in ordered for port in fw.ports})),
+        system_site_packages=any(fw.system_site_packages for fw in ordered),
+    )
+
+
+def _check_python(fw: Framework, release: Release | None, python: str) -> None:
+    if release is None or release.supports_python(python):
+        return
+    fitting = [r for r in fw.releases if r.supports_python(python)]
+    other = f"pin {fw.name} to {_series_range(fitting)}" if fitting else f"no release of {fw.name} supports it"
+    raise ConfigError(
+        f"Framework '{fw.name}' {release.series} has wheels for {release.python_range}, not the box's "
+        f"Python {python}: {other}, or set python to a version in that range."
+    )
+
+
+def _check_cuda(fw: Framework, cuda: str) -> tuple[str, ...]:
+    """The vendor index a CUDA box needs for this framework (if any); errors for unsupported CUDA."""
+    if not fw.cuda_supported:
+        instead = f" (or use {fw.replacement}, which has CUDA builds)" if fw.replacement else ""
+        raise ConfigError(
+            f"Framework '{fw.name}' has no CUDA build{': ' + fw.notes if fw.notes else ''}; "
+            f'use device = "cpu" for it{instead}.'
+        )
+    major = int(cuda.split(".")[0])
+    if major not in fw.cuda_majors:
+        raise ConfigError(
+            f"Framework '{fw.name}' has CUDA builds for CUDA {', '.join(f'{m}.x' for m in fw.cuda_majors)}, "
+            f'not {cuda}; set cuda = "{fw.cuda_majors[-1]}.x" to a version it supports.'
+        )
+    if fw.cuda_devel:
+        raise ConfigError(
+            f"Framework '{fw.name}' compiles CUDA code while building, which needs a CUDA devel base: "
+            f'set base = "nvidia/cuda:{cuda}.0-cudnn-devel-ubuntu22.04".'
+        )
+    if not fw.cuda_index_url:
+        return ()
+    chosen = cuda_table.pick_tag(cuda, fw.cuda_tags)
+    if chosen is None:
+        raise ConfigError(
+            f"Framework '{fw.name}' publishes CUDA builds for {', '.join(fw.cuda_tags)}, none of them for "
+            f'CUDA {cuda}; set cuda to one of those (for example cuda = "12.4").'
+        )
+    return (fw.cuda_index_url.format(cu=chosen),)
+
+
+def table() -> list[dict[str, object]]:
+    """One row per entry for `deepbox catalog` (and its --json): name, version, cpu/cuda, status."""
+    rows: list[dict[str, object]] = []
+    for fw in sorted(FRAMEWORKS.values(), key=lambda fw: fw.name):
+        rows.append(
+            {
+                "name": fw.name,
+                "aliases": list(fw.aliases),
+                "version": fw.version or ("(debian)" if fw.apt and not fw.pip else "latest"),
+                "cpu": list(fw.pip or fw.apt),
+                "cuda": list(fw.packages("cuda")) if fw.cuda_supported and fw.status == "ok" else [],
+                "depends": list(fw.depends),
+                "status": fw.status,
+                "description": fw.description,
+                "refusal": fw.refusal,
+                "replacement": fw.replacement,
+                "ports": list(fw.ports),
+            }
+        )
+    return rows
+
+
+def presets() -> dict[str, list[str]]:
+    """Preset name -> the framework names it stands for (presets inside presets expanded)."""
+    return {name: [r.name for r in _expand([name])] for name in sorted(PRESETS)}

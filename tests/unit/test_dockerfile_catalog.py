@@ -1,0 +1,151 @@
+"""dockerfile.py with the catalog: golden Dockerfiles, layer order, CUDA/Python, project requirements.
+
+Golden files live in tests/unit/golden/; after an intended change, regenerate them with
+DEEPBOX_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_dockerfile_catalog.py and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from deepbox.config import load_spec
+from deepbox.dockerfile import render, standalone
+from deepbox.errors import ConfigError
+
+GOLDEN = Path(__file__).parent / "golden"
+USER = '[user]\nname = "alice"\nuid = 4321\ngid = 4322\n'
+CASES = {
+    "default": "",
+    "subset": 'frameworks = ["scikit-learn", "xgboost", "lightgbm", "onnxruntime", "opencv-headless"]\n',
+    "pytorch-cpu": 'frameworks = ["pytorch", "scikit-learn"]\npip = ["rich"]\n',
+    "all-cuda": 'frameworks = ["all"]\ndevice = "cuda"\ncuda = "12.6"\n',
+    "keras-jax": 'frameworks = ["keras"]\n',
+    "darknet-boost": 'frameworks = ["darknet", "boost"]\nbase = "deepbox/debian:bookworm"\n',
+    "caffe-bullseye": 'frameworks = ["caffe"]\nbase = "deepbox/debian:bullseye"\n',
+    "python312": 'frameworks = ["numpy"]\npython = "3.12"\nbase = "deepbox/debian:bookworm"\n',
+}
+
+
+def runs(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("RUN ")]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden_dockerfiles(make_project, case):
+    project = make_project(CASES[case] + USER, folder="golden")
+    text = render(load_spec(project)).dockerfile
+    path = GOLDEN / f"{case}.Dockerfile"
+    if os.environ.get("DEEPBOX_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert path.is_file(), f"no golden file {path.name}: run with DEEPBOX_UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"{path.name} changed; review and regenerate with DEEPBOX_UPDATE_GOLDEN=1"
+
+
+def test_adding_a_library_keeps_the_heavy_layers(make_project):
+    before = render(load_spec(make_project('frameworks = ["pytorch"]\n', folder="a"))).dockerfile
+    after = render(load_spec(make_project('frameworks = ["pytorch", "xgboost"]\n', folder="b"))).dockerfile
+    torch_layer = next(line for line in runs(before) if "torch==" in line)
+    assert torch_layer in runs(after), "the PyTorch layer is unchanged, so the cache keeps it"
+    assert runs(after).index(torch_layer) < next(i for i, line in enumerate(runs(after)) if "xgboost" in line)
+
+
+def test_framework_system_packages_get_their_own_layer(make_project):
+    text = render(load_spec(make_project('frameworks = ["lightgbm"]\n'))).dockerfile
+    apt = [line for line in runs(text) if line.startswith("RUN apt-get update")]
+    assert len(apt) == 2
+    assert "libgomp1" in text.split("RUN apt-get update")[2]
+
+
+def test_debian_frameworks_get_an_import_check_module(make_project):
+    context = render(load_spec(make_project('frameworks = ["darknet"]\n')))
+    assert "deepbox/checks/deepbox_check_darknet.py" in context.files
+    assert "COPY deepbox/checks/ /tmp/deepbox-checks/" in context.dockerfile
+
+
+def test_caffe_uses_the_system_site_packages(make_project):
+    text = render(load_spec(make_project('frameworks = ["caffe"]\nbase = "debian:bullseye"\n'))).dockerfile
+    assert "python3 -m venv --system-site-packages /opt/venv" in text
+
+
+def test_another_python_than_the_base_is_a_managed_one(make_project):
+    text = render(load_spec(make_project('python = "3.12"\nbase = "debian:bookworm"\n'))).dockerfile
+    assert "uv venv --seed --python 3.12 /opt/venv" in text
+    same = render(load_spec(make_project('python = "3.11"\nbase = "debian:bookworm"\n', folder="same"))).dockerfile
+    assert "uv venv" not in same
+
+
+def test_incompatible_python_fails_before_docker(make_project):
+    with pytest.raises(ConfigError, match=r"Python 3.7-3.11"):
+        render(load_spec(make_project('frameworks = ["mxnet"]\npython = "3.12"\n')))
+
+
+# Project requirements --------------------------------------------------------------------------------------
+
+
+def test_requirements_txt_is_the_last_layer(make_project):
+    project = make_project('pip = ["rich"]\n')
+    (project / "requirements.txt").write_text("httpx==0.27\n")
+    context = render(load_spec(project))
+    assert context.files["deepbox/requirements.txt"] == b"httpx==0.27\n"
+    lines = context.dockerfile.splitlines()
+    assert lines[-2] == "RUN uv pip install -r /tmp/deepbox-requirements.txt"
+    assert lines[-1] == "USER root"
+    assert lines.index("RUN uv pip install rich") < lines.index(lines[-2])
+
+
+def test_pyproject_dependencies_when_there_is_no_requirements_txt(make_project):
+    project = make_project('[project]\nname = "p"\ndependencies = ["rich>=13", "httpx"]\n', filename="pyproject.toml")
+    context = render(load_spec(project))
+    assert context.files["deepbox/requirements.txt"] == b"rich>=13\nhttpx\n"
+    assert "# The project's requirements (pyproject.toml)" in context.dockerfile
+
+
+def test_requirements_path_and_off(make_project):
+    project = make_project('requirements = "env/dev.txt"\n')
+    (project / "env").mkdir()
+    (project / "env" / "dev.txt").write_text("rich\n")
+    (project / "requirements.txt").write_text("ignored\n")
+    assert render(load_spec(project)).files["deepbox/requirements.txt"] == b"rich\n"
+    off = make_project('requirements = "off"\n', folder="off")
+    (off / "requirements.txt").write_text("rich\n")
+    assert "deepbox/requirements.txt" not in render(load_spec(off)).files
+    missing = make_project('requirements = "nope.txt"\n', folder="missing")
+    with pytest.raises(ConfigError, match=r"nope.txt"):
+        render(load_spec(missing))
+
+
+def test_changing_requirements_changes_only_the_last_layer(make_project):
+    project = make_project()
+    (project / "requirements.txt").write_text("rich\n")
+    first = render(load_spec(project))
+    (project / "requirements.txt").write_text("rich\nhttpx\n")
+    second = render(load_spec(project))
+    assert first.dockerfile == second.dockerfile
+    assert first.spec_hash != second.spec_hash
+
+
+# Without a project, like Deepo's generator -------------------------------------------------------------------
+
+
+def test_standalone_dockerfile(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "requirements.txt").write_text("rich\n")
+    text = standalone(["pytorch", "keras"], cuda="12.4", python="3.11").dockerfile
+    assert "https://download.pytorch.org/whl/cu124" in text
+    assert "ENV KERAS_BACKEND=torch" in text
+    assert "requirements" not in text.split("CMD []")[1], "no project, so no project requirements"
+    with pytest.raises(ConfigError, match=r"Unknown CUDA version"):
+        standalone(["pytorch"], cuda="10.2")
+    with pytest.raises(ConfigError, match=r"Invalid option"):
+        standalone(["pytorch"], python="three")
+
+
+def test_old_sdists_build_with_their_build_constraints(make_project):
+    context = render(load_spec(make_project('frameworks = ["chainer"]\n')))
+    assert context.files["deepbox/build-constraints.txt"] == b"setuptools<81\n"
+    chainer = next(line for line in runs(context.dockerfile) if "chainer" in line)
+    assert "--build-constraint /tmp/deepbox-build-constraints.txt" in chainer
+    assert "build-constraint" not in render(load_spec(make_project(folder="plain"))).dockerfile
