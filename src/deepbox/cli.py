@@ -116,6 +116,7 @@ def cli(ctx: click.Context, project: str, debug: bool) -> None:
       deepbox up        build (or reuse) the box, start it, wait for SSH, check the frameworks
       ssh deepbox-NAME  or PyCharm / VS Code / Gateway through the same SSH alias
       deepbox status    list boxes
+      deepbox ide pycharm|vscode|gateway   connect an IDE
       deepbox down      stop the box; nothing is lost
     """
     ctx.ensure_object(dict)
@@ -149,11 +150,29 @@ def up(ctx: click.Context, as_json: bool) -> None:
     """Build (or reuse) the box, start it, wait for SSH and check the frameworks."""
     from deepbox import box
 
-    result = box.up(_spec(ctx), ConsoleReporter())
+    spec = _spec(ctx)
+    result = box.up(spec, ConsoleReporter())
+    written = _write_ide_files(spec, result)
     if as_json:
-        _emit_json(result.as_dict())
-    else:
-        _print_up(result)
+        _emit_json({**result.as_dict(), "ide_files": [str(path) for path in written]})
+        return
+    _print_up(result)
+    for path in written:
+        _console(stderr=False).print(f"Wrote {path}")
+
+
+def _write_ide_files(spec: Spec, result: UpResult) -> list[Path]:
+    """The IDE project files named by `ide = [...]`, brought up to date after every `up`."""
+    written: list[Path] = []
+    if "pycharm" in spec.ide:
+        from deepbox.ide import pycharm
+
+        written += pycharm.write_project(spec, result)
+    if "vscode" in spec.ide:
+        from deepbox.ide import vscode
+
+        written += vscode.write_settings(spec, result)
+    return written
 
 
 def _print_up(result: UpResult) -> None:
@@ -294,13 +313,175 @@ def jupyter(ctx: click.Context) -> None:
 
 
 @cli.command()
+@click.option(
+    "--frameworks",
+    default=None,
+    metavar="A,B",
+    help="Catalog names or presets (e.g. pytorch,scikit-learn): print a Dockerfile without a project.",
+)
+@click.option("--cuda", default=None, metavar="X.Y", help="With --frameworks: CUDA builds for this CUDA version.")
+@click.option("--python", "python_version", default=None, metavar="X.Y", help="With --frameworks: the box's Python.")
+@click.option("--base", default=None, metavar="IMAGE", help="With --frameworks: the base image.")
 @project_option
 @click.pass_context
-def dockerfile(ctx: click.Context) -> None:
-    """Print the Dockerfile deepbox generates for this project."""
+def dockerfile(
+    ctx: click.Context, frameworks: str | None, cuda: str | None, python_version: str | None, base: str | None
+) -> None:
+    """Print the Dockerfile deepbox generates for this project (or for --frameworks, like Deepo's generator)."""
+    from deepbox import dockerfile as generator
+
+    if frameworks is None:
+        if cuda or python_version or base:
+            raise click.UsageError("--cuda, --python and --base go with --frameworks.")
+        click.echo(generator.render(_spec(ctx)).dockerfile, nl=False)
+        return
+    names = [name.strip() for name in frameworks.split(",") if name.strip()]
+    context = generator.standalone(names, cuda=cuda, python=python_version, base=base)
+    click.echo(context.dockerfile, nl=False)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog (entries and presets) as JSON.")
+def catalog(as_json: bool) -> None:
+    """List the frameworks `frameworks = [...]` accepts: version, CPU/CUDA, status."""
+    from deepbox import catalog as frameworks
+
+    rows = frameworks.table()
+    if as_json:
+        _emit_json({"frameworks": rows, "presets": frameworks.presets()})
+        return
+    from rich.table import Table
+
+    table = Table()
+    for column in ("name", "version", "cuda", "status", "description"):
+        table.add_column(column)
+    for row in rows:
+        if row["status"] == "ok":
+            state = "ok"
+        else:
+            state = f"[red]refused[/]: use {row['replacement']}" if row["replacement"] else "[red]refused[/]"
+        table.add_row(
+            str(row["name"]), str(row["version"]), "yes" if row["cuda"] else "-", state, str(row["description"])
+        )
+    console = _console(stderr=False)
+    console.print(table)
+    presets = ", ".join(f"{name} ({len(members)})" for name, members in frameworks.presets().items())
+    console.print(f"Presets: {presets}. `deepbox catalog --json` lists their members.")
+
+
+@cli.group()
+def ide() -> None:
+    """Connect an IDE to this project's running box (PyCharm, VS Code, JetBrains Gateway)."""
+
+
+@ide.command("pycharm")
+@click.option(
+    "--register-interpreter",
+    is_flag=True,
+    help="Also add the interpreter to PyCharm's own settings (PyCharm must be closed; a backup is kept).",
+)
+@click.option(
+    "--ide-config-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="PyCharm's config folder [default: the newest PyCharm one].",
+)
+@project_option
+@click.pass_context
+def ide_pycharm(ctx: click.Context, register_interpreter: bool, ide_config_dir: Path | None) -> None:
+    """Write the project's .idea files: SSH config, deployment mapping, interpreter, run configurations."""
+    from deepbox import box
+    from deepbox.ide import pycharm
+
+    spec = _spec(ctx)
+    result = box.describe(spec)
+    console = _console(stderr=False)
+    written = pycharm.write_project(spec, result)
+    for path in written:
+        console.print(f"Wrote {path}")
+    if not written:
+        console.print(f"{spec.project / '.idea'} is up to date.")
+    if register_interpreter:
+        table = pycharm.register_interpreter(spec, result, ide_config_dir)
+        console.print(f"Registered the interpreter in {table}; open the project in PyCharm.")
+    else:
+        console.print(pycharm.remaining_clicks(spec, result), soft_wrap=True)
+
+
+@ide.command("vscode")
+@click.option("--no-open", is_flag=True, help="Only write the settings and print how to open the box.")
+@project_option
+@click.pass_context
+def ide_vscode(ctx: click.Context, no_open: bool) -> None:
+    """Write .vscode settings for the box's interpreter and open the box in VS Code (Remote-SSH)."""
+    import subprocess
+
+    from deepbox import box
+    from deepbox.ide import vscode
+
+    spec = _spec(ctx)
+    result = box.describe(spec)
+    console = _console(stderr=False)
+    for path in vscode.write_settings(spec, result):
+        console.print(f"Wrote {path}")
+    command = None if no_open else vscode.open_command(result)
+    if command is None:
+        console.print(f"Open in VS Code: {vscode.open_url(result)}", soft_wrap=True)
+        console.print(vscode.ssh_config_hint(result), soft_wrap=True)
+        return
+    completed = subprocess.run(command, check=False)
+    if completed.returncode != 0:
+        from deepbox.errors import DeepboxError
+
+        raise DeepboxError(
+            f"`{' '.join(command)}` failed (exit {completed.returncode}); open {vscode.open_url(result)} instead."
+        )
+
+
+@ide.command("gateway")
+@click.option("--open", "open_it", is_flag=True, help="Open the link with the desktop's URL handler.")
+@project_option
+@click.pass_context
+def ide_gateway(ctx: click.Context, open_it: bool) -> None:
+    """Print the jetbrains-gateway:// link that opens the box in JetBrains Gateway."""
+    import subprocess
+
+    from deepbox import box
+    from deepbox.errors import DeepboxError
+    from deepbox.ide import gateway
+
+    url = gateway.gateway_url(box.describe(_spec(ctx)))
+    click.echo(url)
+    if open_it:
+        command = gateway.open_command(url)
+        if command is None:
+            raise DeepboxError("No URL handler (xdg-open or open) is installed; paste the link into Gateway.")
+        completed = subprocess.run(command, check=False)
+        if completed.returncode != 0:
+            raise DeepboxError(f"`{command[0]}` could not open the link (exit {completed.returncode}); paste it.")
+
+
+@cli.group()
+def export() -> None:
+    """Export the box's environment for other tools."""
+
+
+@export.command("devcontainer")
+@click.option("--force", is_flag=True, help="Overwrite a .devcontainer/devcontainer.json that deepbox did not write.")
+@project_option
+@click.pass_context
+def export_devcontainer(ctx: click.Context, force: bool) -> None:
+    """Write .devcontainer/ (devcontainer.json + the Dockerfile) for VS Code Dev Containers, Codespaces, PyCharm."""
+    from deepbox import devcontainer
     from deepbox.dockerfile import render
 
-    click.echo(render(_spec(ctx)).dockerfile, nl=False)
+    spec = _spec(ctx)
+    written = devcontainer.export(spec, render(spec), force=force)
+    console = _console(stderr=False)
+    for path in written:
+        console.print(f"Wrote {path}")
+    if not written:
+        console.print(f"{spec.project / '.devcontainer'} is up to date.")
 
 
 @cli.group()
