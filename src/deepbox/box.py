@@ -15,6 +15,7 @@ import secrets
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from filelock import FileLock, Timeout
 
 from deepbox import catalog, paths, ssh
 from deepbox.config import Spec
-from deepbox.dockerfile import VENV, BuildContext, render
+from deepbox.dockerfile import VENV, BuildContext, plan_for, render
 from deepbox.engine import (
     LABEL_ALIAS,
     LABEL_BOX,
@@ -172,7 +173,8 @@ def up(spec: Spec, reporter: Reporter) -> UpResult:
 
 
 def _up(spec: Spec, reporter: Reporter) -> UpResult:
-    frameworks = catalog.resolve(spec.framework_names)  # unknown names fail before any Docker call
+    # Unknown, refused or incompatible frameworks fail here, before any Docker call.
+    frameworks = plan_for(spec).frameworks
     context = render(spec)
     key = ssh.ensure_client_key(spec.name, spec.ssh_key)
     engine = Engine()
@@ -205,6 +207,7 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
         if existing is not None:
             reporter.step(f"Replacing box '{spec.name}' (its settings changed; volumes are kept)")
             existing.remove(force=True)
+            paths.framework_checks(existing.id).unlink(missing_ok=True)
             ssh.close_master(spec.alias)
             superseded = existing.attrs.get("Config", {}).get("Image", "")
             if superseded != tag and superseded.startswith(f"deepbox/{spec.name}:"):
@@ -217,14 +220,17 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
         endpoint = ssh.Endpoint(spec.alias, connect_host(spec), port, spec.user.name, key)
         ssh.pin_host_key(spec.alias, _host_key(engine, container))
         ssh.write_host(endpoint)
-        reporter.step(f"Waiting for SSH on {endpoint.host}:{port}")
-        try:
-            ssh.probe(spec.alias, READY_TIMEOUT)
-        except DeepboxError as exc:
-            exc.detail = _log_tail(engine, container)
-            raise
-        reporter.step("Checking frameworks inside the box")
-        python_version, checks = verify(engine, container, spec, frameworks)
+        # The framework check goes through the Docker API, not SSH: run it while SSH comes up.
+        reporter.step(f"Waiting for SSH on {endpoint.host}:{port} and checking frameworks inside the box")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            checking = pool.submit(verify, engine, container, spec, frameworks)
+            try:
+                ssh.probe(spec.alias, READY_TIMEOUT)
+            except DeepboxError as exc:
+                checking.cancel()
+                exc.detail = _log_tail(engine, container)
+                raise
+            python_version, checks = checking.result()
     except BaseException:
         if action in ("created", "recreated"):
             with contextlib.suppress(Exception):
@@ -367,17 +373,33 @@ def _log_tail(engine: Engine, container: Any) -> str:
         return ""
 
 
+# Runs inside the box. The fingerprint covers every directory on sys.path (entry names and mtimes),
+# so a `pip install` or uninstall in the box changes it; with an unchanged fingerprint the last
+# passing result is reused instead of importing every framework again (seconds for the big ones).
 _VERIFY = """
-import importlib, json, platform, sys
+import hashlib, importlib, json, os, platform, sys
+checks, previous = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+digest = hashlib.sha256(platform.python_version().encode())
+for folder in sys.path:
+    try:
+        entries = sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(folder or "."))
+    except OSError:
+        continue
+    digest.update(json.dumps([folder, entries]).encode())
+fingerprint = digest.hexdigest()
+if previous and previous["fingerprint"] == fingerprint and [dict(c) for c in checks] == previous["request"]:
+    print(json.dumps(dict(previous, cached=True)))
+    sys.exit(0)
 results = []
-for check in json.loads(sys.argv[1]):
+for check in checks:
     try:
         m = importlib.import_module(check["module"])
         gpu = bool(eval(check["gpu"], {"m": m})) if check["gpu"] else None
         results.append(dict(check, ok=True, version=str(getattr(m, "__version__", "")), gpu=gpu, error=""))
     except Exception as exc:
         results.append(dict(check, ok=False, version="", gpu=None, error=f"{type(exc).__name__}: {exc}"))
-print(json.dumps({"python": platform.python_version(), "checks": results}))
+print(json.dumps({"python": platform.python_version(), "checks": results, "request": checks,
+                  "fingerprint": fingerprint, "cached": False}))
 """
 
 
@@ -388,8 +410,13 @@ def verify(
 
     Returns the box's Python version and one check per framework."""
     checks = [{"name": fw.name, "module": fw.module, "gpu": fw.gpu_check} for fw in frameworks]
+    # A GPU can come or go between starts (driver, runtime): on a cuda box every check runs afresh.
+    cache = paths.framework_checks(container.id) if spec.device != "cuda" else None
+    previous = _read_json(cache) if cache is not None else None
     code, output = engine.exec(
-        container, [f"{VENV}/bin/python", "-c", _VERIFY, json.dumps(checks)], user=spec.user.name
+        container,
+        [f"{VENV}/bin/python", "-c", _VERIFY, json.dumps(checks), json.dumps(previous)],
+        user=spec.user.name,
     )
     try:
         report = json.loads(output.strip().splitlines()[-1])
@@ -397,8 +424,17 @@ def verify(
         raise DeepboxError(
             f"The framework check could not run in the box (exit {code}): {output.strip()[-300:]}."
         ) from exc
+    if cache is not None and not report.get("cached") and all(row["ok"] for row in report["checks"]):
+        ssh.atomic_write(cache, json.dumps(report), mode=0o600)
     fields = ("name", "module", "ok", "version", "gpu", "error")
     return report["python"], [FrameworkCheck(**{k: row[k] for k in fields}) for row in report["checks"]]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # no usable earlier result: check afresh
 
 
 def describe(spec: Spec) -> UpResult:
@@ -486,6 +522,7 @@ def rm(box: str, volumes: bool, reporter: Reporter) -> list[str]:
         if container is not None:
             reporter.step(f"Removing box '{box}'")
             container.remove(force=True)
+            paths.framework_checks(container.id).unlink(missing_ok=True)
             removed.append(container.name)
         for volume in box_volumes:
             volume.remove(force=True)

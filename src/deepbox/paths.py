@@ -33,3 +33,8 @@ def user_ssh_config() -> Path:
 
 def jupyter_token(box: str) -> Path:
     return data_dir() / "jupyter" / f"{box}.token"
+
+
+def framework_checks(container_id: str) -> Path:
+    """The last passing framework check of one container (see box.verify)."""
+    return data_dir() / "checks" / f"{container_id}.json"

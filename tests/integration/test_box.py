@@ -172,6 +172,16 @@ def test_down_up_keeps_host_key_and_home(make_project, home, docker_client):
     assert again.out.strip() == "kept"
     assert "WARNING" not in again.err
 
+    # The passing framework check is remembered per container, and a change in the box's packages
+    # makes the next `up` check afresh: a broken framework is never hidden by the remembered result.
+    container_id = docker_client.containers.get(project.alias).id
+    remembered = json.loads((home / f".local/share/deepbox/checks/{container_id}.json").read_text())
+    assert {row["name"] for row in remembered["checks"]} == {"numpy", "scikit-learn"}
+    assert project.ssh("python -m pip uninstall -q -y scikit-learn").code == 0
+    broken = project.deepbox("up")
+    assert broken.code == 1
+    assert "Framework 'scikit-learn' does not import in the box" in broken.err
+
 
 def test_config_change_rebuilds_keeps_data_and_a_failed_build_keeps_the_old_box(make_project, docker_client):
     project = make_project("change")
