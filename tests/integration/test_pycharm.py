@@ -141,3 +141,22 @@ def test_pycharm_files_drive_helpers_upload_and_a_mapped_run(box, tmp_path):
 
     # 4. Nothing changes on a second write while the box stays where it is.
     assert pycharm.write_project(spec, result) == []
+
+
+def test_up_with_ide_pycharm_writes_the_files_then_leaves_them(box):
+    import shutil
+
+    shutil.rmtree(box.path / ".idea", ignore_errors=True)
+    config = box.path / "deepbox.toml"
+    config.write_text('ide = ["pycharm"]\n' + config.read_text())
+    first = box.deepbox("up", "--json")
+    assert first.code == 0, first.err
+    data = json.loads(first.out)
+    assert data["action"] == "running"  # `ide` changes no image and no container
+    written = {Path(path).name for path in data["ide_files"]}
+    assert {"sshConfigs.xml", "webServers.xml", "deployment.xml", "misc.xml", "workspace.xml"} <= written
+    misc = parse(box.path / ".idea" / "misc.xml").find("component[@name='ProjectRootManager']")
+    assert misc.get("project-jdk-name") == pycharm.interpreter_name(box.name)
+    again = box.deepbox("up", "--json")
+    assert again.code == 0, again.err
+    assert json.loads(again.out)["ide_files"] == []
