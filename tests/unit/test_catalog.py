@@ -283,7 +283,7 @@ def test_a_debian_framework_needs_its_suite():
         plan(("caffe",), base="deepbox/debian:bookworm")
     assert "deepbox base bootstrap --suite bullseye" in str(info.value)
     caffe = plan(("caffe",), base="deepbox/debian:bullseye")
-    assert caffe.system_site_packages and caffe.selected[0].apt == ("caffe-cpu", "python3-caffe-cpu")
+    assert caffe.system_site_packages and caffe.selected[0].apt == ("caffe", "python3-caffe")
     with pytest.raises(ConfigError, match=r"base's own Python 3.9"):
         plan(("caffe",), base="deepbox/debian:bullseye", python="3.11")
 

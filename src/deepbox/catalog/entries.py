@@ -369,9 +369,9 @@ ENTRIES: tuple[Framework, ...] = (
     ),
     Framework(
         "caffe",
-        "BVLC Caffe 1.0 (Debian bullseye's caffe-cpu and python3-caffe-cpu; its Python is the system's 3.9)",
+        "BVLC Caffe 1.0 (Debian bullseye's caffe and python3-caffe; its Python is the system's 3.9)",
         "caffe",
-        apt=("caffe-cpu", "python3-caffe-cpu"),
+        apt=("caffe", "python3-caffe"),
         tier="heavy",
         suites=("bullseye",),
         system_site_packages=True,

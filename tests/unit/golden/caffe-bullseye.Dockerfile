@@ -12,7 +12,7 @@ RUN apt-get update \
 
 # System libraries and Debian-packaged frameworks from the catalog.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends caffe-cpu python3-caffe-cpu \
+ && apt-get install -y --no-install-recommends caffe python3-caffe \
  && rm -rf /var/lib/apt/lists/*
 
 # pip, uv, requests and Python's ssl all use the system bundle, extra CAs included.
