@@ -36,7 +36,7 @@ from typing import Any
 
 BENCH_LABEL = "deepbox.bench"
 RUN_LABEL = "deepbox.bench.run"
-DEFAULT_BASE = "deepbox-base:bookworm"
+DEFAULT_BASE = "deepbox/debian:bookworm"
 DEFAULT_CA = "/etc/ssl/certs/ca-certificates.crt"
 MUX_CALLS = 5  # ssh calls of each kind per repeat in (b); the repeat's sample is their median
 BASELINE_POLL_S = 0.05
