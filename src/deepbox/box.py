@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from docker.types import DeviceRequest
 from filelock import FileLock, Timeout
 
 from deepbox import catalog, paths, ssh
@@ -86,6 +87,7 @@ class BoxStatus:
     project: str
     alias: str
     uptime_seconds: int | None
+    gpus: str = ""  # what the box asked Docker for: "all", "2", "0,2"; "" for none
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +133,7 @@ def _run_hash(spec: Spec, image: str, public_key: str) -> str:
             "shm": spec.shm_size,
             "key": public_key,
             "jupyter": spec.jupyter,
+            **({"gpus": [spec.gpus.count, list(spec.gpus.device_ids)]} if spec.gpus.wanted else {}),
         },
         sort_keys=True,
     )
@@ -322,6 +325,7 @@ def _create(
             },
             # authorized_keys lives on a tmpfs: never in the container layer, so never in a snapshot.
             tmpfs={"/run/deepbox": "mode=0755"},
+            **({"device_requests": [DeviceRequest(**r) for r in spec.gpus.docker()]} if spec.gpus.wanted else {}),
         )
         try:
             reporter.step(f"Starting box '{spec.name}' on {connect_host(spec)}:{chosen}")
@@ -379,15 +383,18 @@ def _log_tail(engine: Engine, container: Any) -> str:
 _VERIFY = """
 import hashlib, importlib, json, os, platform, sys
 checks, previous = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-digest = hashlib.sha256(platform.python_version().encode())
-for folder in sys.path:
-    try:
-        entries = sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(folder or "."))
-    except OSError:
-        continue
-    digest.update(json.dumps([folder, entries]).encode())
-fingerprint = digest.hexdigest()
-if previous and previous["fingerprint"] == fingerprint and [dict(c) for c in checks] == previous["request"]:
+def fingerprint():
+    digest = hashlib.sha256(platform.python_version().encode())
+    for folder in sys.path:
+        if not folder:
+            continue  # the working directory ("/" here), whose /dev, /run, /tmp change on every start
+        try:
+            entries = sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(folder))
+        except OSError:
+            continue
+        digest.update(json.dumps([folder, entries]).encode())
+    return digest.hexdigest()
+if previous and previous["fingerprint"] == fingerprint() and checks == previous["request"]:
     print(json.dumps(dict(previous, cached=True)))
     sys.exit(0)
 results = []
@@ -398,8 +405,9 @@ for check in checks:
         results.append(dict(check, ok=True, version=str(getattr(m, "__version__", "")), gpu=gpu, error=""))
     except Exception as exc:
         results.append(dict(check, ok=False, version="", gpu=None, error=f"{type(exc).__name__}: {exc}"))
+# Taken after the imports: a first import writes __pycache__ folders, which must not count as a change.
 print(json.dumps({"python": platform.python_version(), "checks": results, "request": checks,
-                  "fingerprint": fingerprint, "cached": False}))
+                  "fingerprint": fingerprint(), "cached": False}))
 """
 
 
@@ -552,9 +560,25 @@ def status() -> list[BoxStatus]:
                 project=container.labels.get(LABEL_PROJECT, ""),
                 alias=container.labels.get(LABEL_ALIAS, ""),
                 uptime_seconds=uptime,
+                gpus=held_gpus(container.attrs),
             )
         )
     return sorted(rows, key=lambda row: row.box)
+
+
+def held_gpus(attrs: dict[str, Any]) -> str:
+    """The GPUs a container asked for, from its DeviceRequests: "all", a count, or the ids."""
+    held: list[str] = []
+    for request in attrs.get("HostConfig", {}).get("DeviceRequests") or []:
+        if not any("gpu" in caps for caps in request.get("Capabilities") or []):
+            continue
+        if request.get("DeviceIDs"):
+            held += request["DeviceIDs"]
+        elif request.get("Count") == -1:
+            return "all"
+        elif request.get("Count"):
+            held.append(str(request["Count"]))
+    return ",".join(held)
 
 
 def snapshot(box: str, tag: str, reporter: Reporter) -> str:

@@ -234,10 +234,18 @@ def status(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table()
-    for column in ("box", "state", "image", "port", "project", "uptime"):
+    for column in ("box", "state", "image", "port", "gpus", "project", "uptime"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row.box, row.state, row.image, str(row.port or "-"), row.project, _duration(row.uptime_seconds))
+        table.add_row(
+            row.box,
+            row.state,
+            row.image,
+            str(row.port or "-"),
+            row.gpus or "-",
+            row.project,
+            _duration(row.uptime_seconds),
+        )
     if rows:
         _console(stderr=False).print(table)
     else:
@@ -367,6 +375,29 @@ def catalog(as_json: bool) -> None:
     console.print(table)
     presets = ", ".join(f"{name} ({len(members)})" for name, members in frameworks.presets().items())
     console.print(f"Presets: {presets}. `deepbox catalog --json` lists their members.")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@project_option
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check this machine for the project's box: engine, disk, port, base image, NVIDIA driver and runtime."""
+    from deepbox import doctor as checks
+
+    findings = checks.run(_spec(ctx))
+    if as_json:
+        _emit_json([finding.as_dict() for finding in findings])
+    else:
+        console = _console(stderr=False)
+        colours = {"ok": "green", "warning": "yellow", "error": "red"}
+        for finding in findings:
+            console.print(
+                f"[{colours[finding.level]}]{finding.level:>7}[/]  {finding.check}: {_escape(finding.message)}",
+                soft_wrap=True,
+            )
+    if any(finding.level == "error" for finding in findings):
+        ctx.exit(1)
 
 
 @cli.group()
@@ -509,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("DEEPBOX_DEBUG"))
     try:
-        cli.main(args=args, prog_name="deepbox", standalone_mode=False)
+        # ctx.exit(N) (e.g. doctor's findings) comes back as the return value, not as an exception.
+        returned = cli.main(args=args, prog_name="deepbox", standalone_mode=False)
     except click.exceptions.Abort:
         _console().print("[red]Interrupted.[/]")
         return 130
@@ -536,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
             soft_wrap=True,
         )
         return 1
-    return 0
+    return returned if isinstance(returned, int) else 0
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from deepbox.errors import ConfigError
+from deepbox.gpu import GpuRequest, parse_request
 
 CONFIG_FILE = "deepbox.toml"
 DEFAULT_BASE = "debian:bookworm-slim"
@@ -105,6 +106,8 @@ class BoxConfig(_Section):
     python: str = ""  # the box's Python; "" means the base image's own
     requirements: str = "auto"  # "auto" (requirements.txt or pyproject dependencies), a path, or "off"
     framework_indexes: bool = True  # false: no vendor indexes (PyTorch's CPU index...), only [build]'s
+    # "auto" (all GPUs on a cuda box, none otherwise) | "all" | "none" | a count | ids like ["0", "2"]
+    gpus: StrictStr | StrictInt | list[StrictStr] = "auto"
 
     @field_validator("python", "cuda")
     @classmethod
@@ -204,6 +207,7 @@ class Spec:
     python: str | None = None
     requirements: str = "auto"
     framework_indexes: bool = True
+    gpus: GpuRequest = GpuRequest()  # noqa: RUF009 - frozen, so one shared default is safe
 
     @property
     def framework_names(self) -> tuple[str, ...]:
@@ -352,6 +356,10 @@ def resolve(config: BoxConfig, project: Path, source: Path | None) -> Spec:
             raise ConfigError(f"{source}: two mounts use the box path {mount.box}; give each its own path.")
         seen.add(mount.box)
     key = _host_path(config.ssh.key, project) if config.ssh.key else None
+    try:
+        gpus = parse_request(config.gpus, config.device)
+    except ConfigError as exc:
+        raise ConfigError(f"{source or 'deepbox.toml'}: {exc.message}") from exc
     return Spec(
         project=project,
         source=source,
@@ -384,6 +392,7 @@ def resolve(config: BoxConfig, project: Path, source: Path | None) -> Spec:
         python=config.python or None,
         requirements=config.requirements,
         framework_indexes=config.framework_indexes,
+        gpus=gpus,
     )
 
 

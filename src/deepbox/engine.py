@@ -60,6 +60,13 @@ def _unreachable(exc: Exception) -> DeepboxError:
     )
 
 
+NO_GPU_RUNTIME = (
+    "The Docker engine cannot give GPUs to containers (no NVIDIA runtime): install the NVIDIA Container "
+    "Toolkit and run `sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`, "
+    'or set gpus = "none" (`deepbox doctor` checks the driver and runtime).'
+)
+
+
 class Engine:
     def __init__(self) -> None:
         try:
@@ -155,6 +162,8 @@ class Engine:
             text = exc.explanation or str(exc)
             if "port is already allocated" in text or "address already in use" in text:
                 raise PortInUseError(text) from exc
+            if "could not select device driver" in text:
+                raise DeepboxError(NO_GPU_RUNTIME) from exc
             raise DeepboxError(f"Docker could not start {container.name}: {text}.") from exc
 
     def exec(self, container: Container, command: list[str], user: str = "") -> tuple[int, str]:
@@ -185,6 +194,15 @@ class Engine:
         with _translated(f"run {image}"):
             output = self.client.containers.run(image, command, remove=True, **kwargs)
             return output.decode(errors="replace") if isinstance(output, bytes) else str(output)
+
+    def info(self) -> dict[str, Any]:
+        """`docker info`: version, runtimes (NVIDIA?), root dir, rootless, ..."""
+        with _translated("describe itself"):
+            return dict(self.client.info())
+
+    def version(self) -> str:
+        with _translated("report its version"):
+            return str(self.client.version().get("Version", "unknown"))
 
     def import_image(self, tar_stream: Any, tag: str) -> None:
         repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")

@@ -1,0 +1,201 @@
+"""`deepbox doctor`: is this machine ready for the project's box? One finding per check, each with its fix.
+
+The decisions are pure functions over recorded inputs (`docker info`, `nvidia-smi` output, free
+bytes) so they are unit-tested without a GPU; `run` gathers the live values.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from deepbox import gpu
+from deepbox.config import Spec
+from deepbox.errors import DeepboxError
+
+GIB = 1024**3
+# Roughly what a box image needs: a CPU box with the scientific stack, or CUDA wheels (several GB).
+DISK_NEEDED = {"cpu": 5 * GIB, "cuda": 20 * GIB}
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    level: str  # ok | warning | error
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def engine_findings(info: dict[str, Any], version: str, spec: Spec) -> list[Finding]:
+    findings = [Finding("engine", "ok", f"Docker engine {version} answers.")]
+    security = " ".join(str(option) for option in info.get("SecurityOptions") or [])
+    if "rootless" in security:
+        findings.append(
+            Finding(
+                "rootless",
+                "warning",
+                "The engine runs rootless: files the box writes in mounted folders belong to a subordinate UID "
+                "on the host; use a rootful engine for boxes, or chown such files back afterwards.",
+            )
+        )
+    return findings
+
+
+def disk_finding(free_bytes: int | None, where: str, device: str) -> Finding:
+    needed = DISK_NEEDED.get(device, DISK_NEEDED["cpu"])
+    if free_bytes is None:
+        return Finding(
+            "disk", "warning", f"Could not read the free space of {where}; make sure it has {needed // GIB} GB."
+        )
+    free_gb = free_bytes / GIB
+    if free_bytes < needed:
+        return Finding(
+            "disk",
+            "error",
+            f"{where} has {free_gb:.1f} GB free, less than the {needed // GIB} GB a {device} box image needs; "
+            "free space (docker system prune removes unused images) or move Docker's data-root.",
+        )
+    return Finding("disk", "ok", f"{where} has {free_gb:.0f} GB free.")
+
+
+def port_finding(spec: Spec, free: bool, held_by_box: bool) -> Finding:
+    if not spec.ssh_port:
+        return Finding("port", "ok", f"ssh.port = 0: a free port on {spec.ssh_bind} is chosen when the box is created.")
+    if free or held_by_box:
+        owner = " (this project's box holds it)" if held_by_box else ""
+        return Finding("port", "ok", f"Port {spec.ssh_bind}:{spec.ssh_port} is available{owner}.")
+    return Finding(
+        "port",
+        "error",
+        f"Port {spec.ssh_bind}:{spec.ssh_port} is taken by another program; set ssh.port = 0 in "
+        f"{spec.source or 'deepbox.toml'} to let deepbox pick a free one, or stop that program.",
+    )
+
+
+def gpu_findings(spec: Spec, smi_output: str | None, info: dict[str, Any]) -> list[Finding]:
+    """Driver, CUDA and runtime checks. smi_output None: nvidia-smi is not installed or failed."""
+    wanted = spec.gpus.wanted or spec.device == "cuda"
+    if smi_output is None:
+        if not wanted:
+            return [Finding("gpu", "ok", "No NVIDIA driver on this host; the box is a CPU box, so none is needed.")]
+        return [
+            Finding(
+                "gpu",
+                "error",
+                f"The box asks for {spec.gpus.describe()} but this host has no working NVIDIA driver (nvidia-smi "
+                'is missing or fails); install the driver, or set device = "cpu" and gpus = "none".',
+            )
+        ]
+    gpus = gpu.parse_nvidia_smi(smi_output)
+    if not gpus:
+        level = "error" if wanted else "ok"
+        return [Finding("gpu", level, "nvidia-smi lists no GPU; check that the GPU is seated and the driver loaded.")]
+    names = ", ".join(f"{g.index}: {g.name}" for g in gpus)
+    findings = [
+        Finding("gpu", "ok", f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''} ({names}), driver {gpus[0].driver}.")
+    ]
+    missing = gpu.mismatched_ids(spec.gpus, gpus)
+    if missing:
+        findings.append(
+            Finding(
+                "gpu-ids",
+                "error",
+                f"gpus lists {', '.join(missing)}, which this host does not have "
+                f"(it has {', '.join(g.index for g in gpus)}); fix gpus in the configuration.",
+            )
+        )
+    if spec.device == "cuda" and spec.cuda:
+        verdict = gpu.driver_verdict(gpus[0].driver, spec.cuda)
+        findings.append(Finding("driver", verdict.level, verdict.message))
+    if wanted:
+        if gpu.nvidia_runtime(info):
+            findings.append(Finding("runtime", "ok", "The engine has the NVIDIA container runtime."))
+        else:
+            from deepbox.engine import NO_GPU_RUNTIME
+
+            findings.append(Finding("runtime", "error", NO_GPU_RUNTIME))
+    return findings
+
+
+def container_gpu_finding(output: str | None, error: str = "") -> Finding:
+    """What `nvidia-smi -L` printed inside a throwaway container that asked for the box's GPUs."""
+    if output is not None and "GPU " in output:
+        count = sum(1 for line in output.splitlines() if line.startswith("GPU "))
+        return Finding("container-gpu", "ok", f"A test container sees {count} GPU{'s' if count != 1 else ''}.")
+    detail = f" ({error.strip().rstrip('.')})" if error else ""
+    return Finding(
+        "container-gpu",
+        "error",
+        f"A test container that asked for GPUs sees none{detail}; check the NVIDIA Container Toolkit "
+        "(nvidia-ctk runtime configure --runtime=docker) and restart Docker.",
+    )
+
+
+def _nvidia_smi() -> str | None:
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        done = subprocess.run(gpu.NVIDIA_SMI_QUERY, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _free_bytes(path: str) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def run(spec: Spec) -> list[Finding]:
+    """Every check against the live engine and host. Stops after the engine check when there is none."""
+    from deepbox.box import port_is_free, published_port
+    from deepbox.engine import Engine
+
+    try:
+        engine = Engine()
+        info, version = engine.info(), engine.version()
+    except DeepboxError as exc:
+        return [Finding("engine", "error", exc.message)]
+    findings = engine_findings(info, version, spec)
+    root = str(info.get("DockerRootDir") or "/var/lib/docker")
+    findings.append(disk_finding(_free_bytes(root) if Path(root).exists() else None, root, spec.device))
+    box = engine.container(spec.container_name)
+    held = box is not None and published_port(box) == spec.ssh_port
+    findings.append(port_finding(spec, bool(spec.ssh_port) and port_is_free(spec.ssh_bind, spec.ssh_port), held))
+    if engine.image(spec.base) is None:
+        findings.append(
+            Finding(
+                "base",
+                "warning",
+                f"Base image {spec.base} is not on the engine; `up` pulls it, and without a registry "
+                "`deepbox base bootstrap` makes a Debian one.",
+            )
+        )
+    else:
+        findings.append(Finding("base", "ok", f"Base image {spec.base} is on the engine."))
+    smi = _nvidia_smi()
+    gpu_results = gpu_findings(spec, smi, info)
+    findings += gpu_results
+    wanted = spec.gpus.wanted
+    if wanted and all(f.level != "error" for f in gpu_results) and engine.image(spec.base) is not None:
+        from docker.types import DeviceRequest
+
+        try:
+            output = engine.run_once(
+                spec.base,
+                ["nvidia-smi", "-L"],
+                device_requests=[DeviceRequest(**r) for r in spec.gpus.docker()],
+                environment={"NVIDIA_DRIVER_CAPABILITIES": "utility"},
+                labels={"deepbox.doctor": "1"},
+            )
+            findings.append(container_gpu_finding(output))
+        except DeepboxError as exc:
+            findings.append(container_gpu_finding(None, exc.message))
+    return findings

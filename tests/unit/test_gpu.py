@@ -1,0 +1,172 @@
+"""GPU logic on recorded inputs: the gpus setting, nvidia-smi output, docker info, driver vs CUDA, doctor."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepbox import doctor, gpu
+from deepbox.box import held_gpus
+from deepbox.config import BoxConfig, resolve
+from deepbox.errors import ConfigError
+
+H200 = "0, NVIDIA H200, 570.124.06, 143771 MiB\n"
+TWO_V100 = "0, Tesla V100-SXM2-16GB, 470.182.03, 16160 MiB\n1, Tesla V100-SXM2-16GB, 470.182.03, 16160 MiB\n"
+NO_DEVICES = "No devices were found\n"
+INFO_NVIDIA = {"Runtimes": {"io.containerd.runc.v2": {}, "nvidia": {"path": "nvidia-container-runtime"}, "runc": {}}}
+INFO_CDI = {"Runtimes": {"runc": {}}, "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=0"}]}
+INFO_PLAIN = {"Runtimes": {"io.containerd.runc.v2": {}, "runc": {}}}
+
+
+def spec_of(tmp_path, **settings):
+    return resolve(BoxConfig(**settings), tmp_path, tmp_path / "deepbox.toml")
+
+
+@pytest.mark.parametrize(
+    ("value", "device", "count", "ids"),
+    [
+        (None, "cpu", 0, ()),
+        ("auto", "cpu", 0, ()),
+        ("auto", "cuda", -1, ()),
+        (None, "cuda", -1, ()),
+        ("all", "cpu", -1, ()),
+        ("none", "cuda", 0, ()),
+        (2, "cuda", 2, ()),
+        ("3", "cuda", 3, ()),
+        (["0", "2"], "cuda", 0, ("0", "2")),
+        (["GPU-5f3c"], "cuda", 0, ("GPU-5f3c",)),
+    ],
+)
+def test_gpus_setting(value, device, count, ids):
+    request = gpu.parse_request(value, device)
+    assert (request.count, request.device_ids) == (count, ids)
+
+
+@pytest.mark.parametrize("value", ["lots", -1, ["0", "0"], [""]])
+def test_bad_gpus_setting_is_one_sentence_naming_the_file(tmp_path, value):
+    with pytest.raises(ConfigError) as caught:
+        spec_of(tmp_path, gpus=value)
+    assert str(tmp_path / "deepbox.toml") in caught.value.message
+    assert "gpus" in caught.value.message
+
+
+def test_gpus_true_in_the_file_is_refused(tmp_path):
+    from deepbox.config import load_spec
+
+    (tmp_path / "deepbox.toml").write_text("gpus = true\n")
+    with pytest.raises(ConfigError) as caught:
+        load_spec(tmp_path)
+    assert "gpus" in caught.value.message
+
+
+def test_docker_device_requests():
+    assert gpu.parse_request(None, "cpu").docker() == []
+    assert gpu.parse_request("all", "cpu").docker() == [{"count": -1, "capabilities": [["gpu"]]}]
+    assert gpu.parse_request(["1"], "cpu").docker() == [{"count": 0, "device_ids": ["1"], "capabilities": [["gpu"]]}]
+
+
+def test_status_reads_back_what_the_container_holds():
+    assert held_gpus({"HostConfig": {"DeviceRequests": None}}) == ""
+    assert held_gpus({"HostConfig": {"DeviceRequests": [{"Count": -1, "Capabilities": [["gpu"]]}]}}) == "all"
+    ids = {"Count": 0, "DeviceIDs": ["0", "2"], "Capabilities": [["gpu"]]}
+    assert held_gpus({"HostConfig": {"DeviceRequests": [ids]}}) == "0,2"
+
+
+def test_gpus_change_the_container_not_the_image(tmp_path):
+    from deepbox.box import _run_hash
+    from deepbox.dockerfile import render
+
+    cpu, with_gpu = spec_of(tmp_path), spec_of(tmp_path, gpus="all")
+    assert render(cpu).spec_hash == render(with_gpu).spec_hash
+    assert _run_hash(cpu, "img", "key") != _run_hash(with_gpu, "img", "key")
+
+
+def test_parse_nvidia_smi():
+    (h200,) = gpu.parse_nvidia_smi(H200)
+    assert (h200.index, h200.name, h200.driver, h200.memory_mib) == ("0", "NVIDIA H200", "570.124.06", 143771)
+    assert [g.index for g in gpu.parse_nvidia_smi(TWO_V100)] == ["0", "1"]
+    assert gpu.parse_nvidia_smi(NO_DEVICES) == []
+    assert gpu.parse_nvidia_smi("") == []
+
+
+def test_nvidia_runtime_in_docker_info():
+    assert gpu.nvidia_runtime(INFO_NVIDIA)
+    assert gpu.nvidia_runtime(INFO_CDI)
+    assert not gpu.nvidia_runtime(INFO_PLAIN)
+    assert not gpu.nvidia_runtime({})
+
+
+@pytest.mark.parametrize(
+    ("driver", "cuda", "level"),
+    [
+        ("570.124.06", "12.8", "ok"),
+        ("570.124.06", "12.4", "ok"),
+        ("550.54.14", "12.4", "ok"),
+        ("535.104.05", "12.4", "warning"),  # 12.x minor-version compatibility
+        ("470.182.03", "12.4", "error"),
+        ("570.124.06", "13.0", "error"),
+    ],
+)
+def test_driver_verdict(driver, cuda, level):
+    verdict = gpu.driver_verdict(driver, cuda)
+    assert verdict.level == level
+    if level != "ok":
+        assert "driver" in verdict.message and cuda in verdict.message
+
+
+def test_old_driver_names_the_newest_cuda_it_runs():
+    assert 'cuda = "11.4"' in gpu.driver_verdict("470.182.03", "12.4").message
+
+
+def levels(findings):
+    return {finding.check: finding.level for finding in findings}
+
+
+def test_doctor_cpu_box_needs_no_driver(tmp_path):
+    assert levels(doctor.gpu_findings(spec_of(tmp_path), None, INFO_PLAIN)) == {"gpu": "ok"}
+
+
+def test_doctor_cuda_box_without_driver_is_an_error(tmp_path):
+    (finding,) = doctor.gpu_findings(spec_of(tmp_path, device="cuda"), None, INFO_PLAIN)
+    assert finding.level == "error" and 'device = "cpu"' in finding.message
+
+
+def test_doctor_cuda_box_with_driver_and_runtime(tmp_path):
+    found = levels(doctor.gpu_findings(spec_of(tmp_path, device="cuda", cuda="12.4"), H200, INFO_NVIDIA))
+    assert found == {"gpu": "ok", "driver": "ok", "runtime": "ok"}
+
+
+def test_doctor_missing_runtime_and_old_driver(tmp_path):
+    found = doctor.gpu_findings(spec_of(tmp_path, device="cuda", cuda="12.4"), TWO_V100, INFO_PLAIN)
+    assert levels(found) == {"gpu": "ok", "driver": "error", "runtime": "error"}
+    assert "nvidia-ctk" in next(f.message for f in found if f.check == "runtime")
+
+
+def test_doctor_unknown_gpu_id(tmp_path):
+    found = levels(doctor.gpu_findings(spec_of(tmp_path, gpus=["0", "3"]), TWO_V100, INFO_NVIDIA))
+    assert found["gpu-ids"] == "error"
+
+
+def test_doctor_driver_without_gpus(tmp_path):
+    assert levels(doctor.gpu_findings(spec_of(tmp_path, gpus="all"), NO_DEVICES, INFO_NVIDIA)) == {"gpu": "error"}
+
+
+def test_doctor_container_check():
+    assert doctor.container_gpu_finding("GPU 0: NVIDIA H200 (UUID: GPU-1)\n").level == "ok"
+    failed = doctor.container_gpu_finding(None, "could not select device driver")
+    assert failed.level == "error" and "could not select device driver" in failed.message
+
+
+def test_doctor_disk_and_port(tmp_path):
+    gib = doctor.GIB
+    assert doctor.disk_finding(100 * gib, "/var/lib/docker", "cpu").level == "ok"
+    assert doctor.disk_finding(10 * gib, "/var/lib/docker", "cuda").level == "error"
+    assert doctor.disk_finding(None, "/x", "cpu").level == "warning"
+    fixed = spec_of(tmp_path, ssh={"port": 2222})
+    assert doctor.port_finding(fixed, free=False, held_by_box=False).level == "error"
+    assert doctor.port_finding(fixed, free=False, held_by_box=True).level == "ok"
+    assert doctor.port_finding(spec_of(tmp_path), free=False, held_by_box=False).level == "ok"
+
+
+def test_doctor_rootless_engine_warns(tmp_path):
+    info = {"SecurityOptions": ["name=seccomp,profile=builtin", "name=rootless"]}
+    assert levels(doctor.engine_findings(info, "27.0", spec_of(tmp_path)))["rootless"] == "warning"
