@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import jsonschema
@@ -21,7 +20,16 @@ from deepbox.errors import DeepboxError
 from deepbox.gpu import GpuRequest
 from deepbox.ide.vscode import load_jsonc
 
+from .helpers import check_golden as compare_golden
+from .helpers import snapshot
+
 GOLDEN = Path(__file__).parent / "golden" / "devcontainer"
+
+
+def check_golden(case: str, files: dict[str, bytes]) -> None:
+    compare_golden(GOLDEN, case, files)
+
+
 SCHEMA = Path("/work/shared/data/devcontainer-schema/devContainer.base.schema.json")
 PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIBfakecertificatebody\n-----END CERTIFICATE-----\n"
 CONFIG = """\
@@ -52,29 +60,6 @@ def validator():
     assert cls is jsonschema.Draft201909Validator, "the schema declares draft 2019-09"
     cls.check_schema(schema)
     return cls(schema)
-
-
-def snapshot(folder: Path) -> dict[str, tuple[bytes, int, int]]:
-    return {
-        str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_ino, path.stat().st_mtime_ns)
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
-
-
-def check_golden(case: str, files: dict[str, bytes]) -> None:
-    folder = GOLDEN / case
-    if os.environ.get("DEEPBOX_UPDATE_GOLDEN"):
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.iterdir():
-            stale.unlink()
-        for name, data in files.items():
-            (folder / name).write_bytes(data)
-    assert folder.is_dir(), f"no golden folder {folder}: run with DEEPBOX_UPDATE_GOLDEN=1"
-    assert sorted(path.name for path in folder.iterdir()) == sorted(files)
-    for name, data in files.items():
-        expected = (folder / name).read_bytes()
-        assert data == expected, f"{case}/{name} changed; review and regenerate with DEEPBOX_UPDATE_GOLDEN=1"
 
 
 def config_of(project: Path) -> dict:

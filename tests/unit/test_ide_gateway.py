@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from deepbox.box import UpResult
 from deepbox.errors import DeepboxError
 from deepbox.ide import gateway
 
-
-def up_result(**changes) -> UpResult:
-    result = UpResult(
-        box="demo",
-        alias="deepbox-demo",
-        action="running",
-        image="deepbox/demo:0123456789ab",
-        host="127.0.0.1",
-        port=2222,
-        user="alice",
-        workspace="/workspace",
-        key=str(Path.home() / ".local/share/deepbox/keys/demo/id_ed25519"),
-        python="/opt/venv/bin/python",
-        python_version="3.11.2",
-    )
-    return dataclasses.replace(result, **changes)
+from .helpers import up_result
 
 
 def fragment(url: str) -> dict[str, list[str]]:

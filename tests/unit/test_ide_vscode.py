@@ -6,20 +6,26 @@ DEEPBOX_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_ide_vscode.py and revie
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from pathlib import Path
 
 import pytest
 
 from deepbox import paths
-from deepbox.box import UpResult
 from deepbox.config import load_spec
 from deepbox.errors import ConfigError, DeepboxError
 from deepbox.ide import vscode
 from deepbox.ide.vscode import JsoncError, load_jsonc
 
+from .helpers import check_golden as compare_golden
+from .helpers import snapshot, up_result
+
 GOLDEN = Path(__file__).parent / "golden" / "vscode"
+
+
+def check_golden(case: str, files: dict[str, bytes]) -> None:
+    compare_golden(GOLDEN, case, files)
+
+
 CONFIG = """\
 name = "demo"
 
@@ -87,47 +93,6 @@ EXISTING = {
 @pytest.fixture
 def spec(make_project):
     return load_spec(make_project(CONFIG, folder="golden"))
-
-
-def up_result(**changes) -> UpResult:
-    result = UpResult(
-        box="demo",
-        alias="deepbox-demo",
-        action="running",
-        image="deepbox/demo:0123456789ab",
-        host="127.0.0.1",
-        port=2222,
-        user="alice",
-        workspace="/workspace",
-        key=str(Path.home() / ".local/share/deepbox/keys/demo/id_ed25519"),
-        python="/opt/venv/bin/python",
-        python_version="3.11.2",
-    )
-    return dataclasses.replace(result, **changes)
-
-
-def snapshot(folder: Path) -> dict[str, tuple[bytes, int, int]]:
-    """Every file under folder: its bytes, inode and mtime (a rewrite, even of the same bytes, changes them)."""
-    return {
-        str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_ino, path.stat().st_mtime_ns)
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
-
-
-def check_golden(case: str, files: dict[str, bytes]) -> None:
-    folder = GOLDEN / case
-    if os.environ.get("DEEPBOX_UPDATE_GOLDEN"):
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.iterdir():
-            stale.unlink()
-        for name, data in files.items():
-            (folder / name).write_bytes(data)
-    assert folder.is_dir(), f"no golden folder {folder}: run with DEEPBOX_UPDATE_GOLDEN=1"
-    assert sorted(path.name for path in folder.iterdir()) == sorted(files)
-    for name, data in files.items():
-        expected = (folder / name).read_bytes()
-        assert data == expected, f"{case}/{name} changed; review and regenerate with DEEPBOX_UPDATE_GOLDEN=1"
 
 
 def vscode_files(project: Path) -> dict[str, bytes]:
