@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from docker.types import DeviceRequest
 from filelock import FileLock, Timeout
 
-from deepbox import catalog, paths, ssh
+from deepbox import catalog, paths, remote, ssh
 from deepbox.config import Spec
 from deepbox.dockerfile import VENV, BuildContext, plan_for, render
 from deepbox.engine import (
@@ -55,6 +55,7 @@ class FrameworkCheck:
     ok: bool
     version: str = ""
     gpu: bool | None = None
+    gpu_count: int | None = None  # how many GPUs it sees, for frameworks that can count them
     error: str = ""
 
 
@@ -88,13 +89,14 @@ class BoxStatus:
     alias: str
     uptime_seconds: int | None
     gpus: str = ""  # what the box asked Docker for: "all", "2", "0,2"; "" for none
+    host: str = ""  # the engine's server ("ssh://..."), "" for the local engine
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def image_tag(spec: Spec, context: BuildContext) -> str:
-    return f"deepbox/{spec.name}:{context.spec_hash}"
+    return f"deepbox/{spec.engine_name}:{context.spec_hash}"
 
 
 def volume_names(box: str) -> tuple[str, str]:
@@ -141,6 +143,9 @@ def _run_hash(spec: Spec, image: str, public_key: str) -> str:
 
 
 def connect_host(spec: Spec) -> str:
+    """Where ssh connects: for a box on a server, the server's own loopback (reached through the jump)."""
+    if spec.host:
+        return "127.0.0.1"
     return "127.0.0.1" if spec.ssh_bind in ("", "0.0.0.0", "127.0.0.1") else spec.ssh_bind  # noqa: S104
 
 
@@ -156,6 +161,14 @@ def free_port(bind: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((bind or "127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def free_server_port(engine: Engine) -> int:
+    """A port no container on the server's engine publishes; a clash with another program there is
+    caught when the container starts, and `up` then tries another one."""
+    used = engine.published_ports()
+    candidates = [port for port in range(20000, 61000) if port not in used]
+    return secrets.choice(candidates)
 
 
 def port_is_free(bind: str, port: int) -> bool:
@@ -180,7 +193,7 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
     frameworks = plan_for(spec).frameworks
     context = render(spec)
     key = ssh.ensure_client_key(spec.name, spec.ssh_key)
-    engine = Engine()
+    engine = Engine(spec.host)
     existing = engine.container(spec.container_name)
     if existing is not None and existing.labels.get(LABEL_PROJECT) != str(spec.project):
         raise DeepboxError(
@@ -192,7 +205,7 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
     if engine.image(tag) is None:
         _ensure_base(engine, spec.base, reporter)
         reporter.step(f"Building image {tag}")
-        labels = {LABEL_BOX: spec.name, LABEL_PROJECT: str(spec.project), LABEL_SPEC: context.spec_hash}
+        labels = {LABEL_BOX: spec.engine_name, LABEL_PROJECT: str(spec.project), LABEL_SPEC: context.spec_hash}
         engine.build(context, tag, labels, spec.build_network, reporter.build_line)
 
     public_key = ssh.public_key(key)
@@ -213,14 +226,15 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
             paths.framework_checks(existing.id).unlink(missing_ok=True)
             ssh.close_master(spec.alias)
             superseded = existing.attrs.get("Config", {}).get("Image", "")
-            if superseded != tag and superseded.startswith(f"deepbox/{spec.name}:"):
+            if superseded != tag and superseded.startswith(f"deepbox/{spec.engine_name}:"):
                 engine.untag(superseded)  # old images would otherwise pile up with every change
         action = "recreated" if existing is not None else "created"
         container = _create(engine, spec, tag, public_key, port, jupyter_port, reporter)
 
     try:
         port = published_port(container) or port
-        endpoint = ssh.Endpoint(spec.alias, connect_host(spec), port, spec.user.name, key)
+        jump = remote.parse(spec.host).jump if spec.host else None
+        endpoint = ssh.Endpoint(spec.alias, connect_host(spec), port, spec.user.name, key, jump)
         ssh.pin_host_key(spec.alias, _host_key(engine, container))
         ssh.write_host(endpoint)
         # The framework check goes through the Docker API, not SSH: run it while SSH comes up.
@@ -239,6 +253,8 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
             with contextlib.suppress(Exception):
                 container.remove(force=True)
         raise
+    if spec.host:
+        remember_host(spec.host)
     failed = [check for check in checks if not check.ok]
     if failed:
         first = failed[0]
@@ -279,21 +295,25 @@ def _ensure_base(engine: Engine, base: str, reporter: Reporter) -> None:
 def _create(
     engine: Engine, spec: Spec, tag: str, public_key: str, port: int, jupyter_port: int | None, reporter: Reporter
 ) -> Any:
-    home_volume, key_volume = volume_names(spec.name)
-    labels = {LABEL_BOX: spec.name, LABEL_PROJECT: str(spec.project)}
+    home_volume, key_volume = volume_names(spec.engine_name)
+    labels = {LABEL_BOX: spec.engine_name, LABEL_PROJECT: str(spec.project)}
     engine.volume_ensure(home_volume, labels)
     engine.volume_ensure(key_volume, labels)
-    for mount in spec.mounts:
-        if not mount.host.exists():
-            mount.host.mkdir(parents=True)
-            if os.geteuid() == 0:  # a folder deepbox makes for the box belongs to the box user
-                os.chown(mount.host, spec.user.uid, spec.user.gid)
-    _warn_unwritable_mounts(spec, reporter)
-    if spec.ssh_port and not port_is_free(spec.ssh_bind, spec.ssh_port):
-        raise _port_taken(spec, spec.ssh_port)
+    if spec.host:
+        # Made by the server user, so the box user (the same UID) can write to them.
+        remote.make_folders(remote.parse(spec.host), [str(mount.host) for mount in spec.mounts])
+    else:
+        for mount in spec.mounts:
+            if not mount.host.exists():
+                mount.host.mkdir(parents=True)
+                if os.geteuid() == 0:  # a folder deepbox makes for the box belongs to the box user
+                    os.chown(mount.host, spec.user.uid, spec.user.gid)
+        _warn_unwritable_mounts(spec, reporter)
+        if spec.ssh_port and not port_is_free(spec.ssh_bind, spec.ssh_port):
+            raise _port_taken(spec, spec.ssh_port)
 
     for attempt in range(3):
-        chosen = port or free_port(spec.ssh_bind)
+        chosen = port or (free_server_port(engine) if spec.host else free_port(spec.ssh_bind))
         container = engine.create(
             image=tag,
             name=spec.container_name,
@@ -328,7 +348,8 @@ def _create(
             **({"device_requests": [DeviceRequest(**r) for r in spec.gpus.docker()]} if spec.gpus.wanted else {}),
         )
         try:
-            reporter.step(f"Starting box '{spec.name}' on {connect_host(spec)}:{chosen}")
+            where = f"{spec.host} (its 127.0.0.1:{chosen})" if spec.host else f"{connect_host(spec)}:{chosen}"
+            reporter.step(f"Starting box '{spec.name}' on {where}")
             engine.start(container)
             return container
         except PortInUseError:
@@ -342,6 +363,11 @@ def _create(
 
 
 def _port_taken(spec: Spec, port: int) -> DeepboxError:
+    if spec.host:
+        return DeepboxError(
+            f"Port {port} on the server {spec.host} is already in use by another program; set ssh.port to 0 "
+            f"in {spec.source or 'deepbox.toml'} to let deepbox pick a free one there."
+        )
     return DeepboxError(
         f"Port {port} on {spec.ssh_bind} is already in use; set ssh.port to a free one "
         f"(for example {free_port(spec.ssh_bind)}) or to 0 to pick one automatically in "
@@ -401,10 +427,14 @@ results = []
 for check in checks:
     try:
         m = importlib.import_module(check["module"])
-        gpu = bool(eval(check["gpu"], {"m": m})) if check["gpu"] else None
-        results.append(dict(check, ok=True, version=str(getattr(m, "__version__", "")), gpu=gpu, error=""))
+        seen = eval(check["gpu"], {"m": m}) if check["gpu"] else None
+        count = int(seen) if isinstance(seen, int) and not isinstance(seen, bool) else None
+        gpu = None if seen is None else bool(seen)
+        version = str(getattr(m, "__version__", ""))
+        results.append(dict(check, ok=True, version=version, gpu=gpu, gpu_count=count, error=""))
     except Exception as exc:
-        results.append(dict(check, ok=False, version="", gpu=None, error=f"{type(exc).__name__}: {exc}"))
+        error = f"{type(exc).__name__}: {exc}"
+        results.append(dict(check, ok=False, version="", gpu=None, gpu_count=None, error=error))
 # Taken after the imports: a first import writes __pycache__ folders, which must not count as a change.
 print(json.dumps({"python": platform.python_version(), "checks": results, "request": checks,
                   "fingerprint": fingerprint(), "cached": False}))
@@ -434,8 +464,9 @@ def verify(
         ) from exc
     if cache is not None and not report.get("cached") and all(row["ok"] for row in report["checks"]):
         ssh.atomic_write(cache, json.dumps(report), mode=0o600)
-    fields = ("name", "module", "ok", "version", "gpu", "error")
-    return report["python"], [FrameworkCheck(**{k: row[k] for k in fields}) for row in report["checks"]]
+    fields = ("name", "module", "ok", "version", "gpu", "gpu_count", "error")
+    checks_out = [FrameworkCheck(**{k: row.get(k) for k in fields if k in row}) for row in report["checks"]]
+    return report["python"], checks_out
 
 
 def _read_json(path: Path) -> Any:
@@ -447,8 +478,8 @@ def _read_json(path: Path) -> Any:
 
 def describe(spec: Spec) -> UpResult:
     """The endpoint of this project's running box, for the IDE commands (no build, no restart)."""
-    engine = Engine()
-    container = _require(engine, spec.name)
+    engine = Engine(spec.host)
+    container = _require(engine, spec.engine_name)
     if container.status != "running":
         raise DeepboxError(f"Box '{spec.name}' is not running; start it with `deepbox up`.")
     port = published_port(container)
@@ -501,12 +532,12 @@ def _require(engine: Engine, box: str) -> Any:
     return container
 
 
-def down(box: str, reporter: Reporter) -> bool:
+def down(box: str, reporter: Reporter, host: str = "") -> bool:
     """Stop the box; returns False when it was not running. Nothing is deleted."""
     with box_lock(box, reporter):
-        engine = Engine()
+        engine = Engine(host)
         container = _require(engine, box)
-        ssh.close_master(f"deepbox-{box}")
+        ssh.close_master(container.labels.get(LABEL_ALIAS, f"deepbox-{box}"))
         if container.status != "running":
             return False
         reporter.step(f"Stopping box '{box}'")
@@ -514,17 +545,17 @@ def down(box: str, reporter: Reporter) -> bool:
         return True
 
 
-def rm(box: str, volumes: bool, reporter: Reporter) -> list[str]:
+def rm(box: str, volumes: bool, reporter: Reporter, host: str = "") -> list[str]:
     """Remove the container (and with volumes=True its volumes); mounted host folders are never touched."""
     with box_lock(box, reporter):
-        engine = Engine()
+        engine = Engine(host)
         container = engine.container(f"deepbox-{box}")
         if container is not None and LABEL_BOX not in container.labels:
             container = None  # not a deepbox container: never ours to remove
         box_volumes = engine.volumes(box) if volumes else []
         if container is None and not box_volumes:
             _require(engine, box)  # raises the "no box named" error
-        alias = f"deepbox-{box}"
+        alias = container.labels.get(LABEL_ALIAS, f"deepbox-{box}") if container is not None else f"deepbox-{box}"
         ssh.close_master(alias)
         removed = []
         if container is not None:
@@ -541,8 +572,20 @@ def rm(box: str, volumes: bool, reporter: Reporter) -> list[str]:
         return removed
 
 
-def status() -> list[BoxStatus]:
-    engine = Engine()
+def remember_host(host: str) -> None:
+    known = known_hosts()
+    if host not in known:
+        ssh.atomic_write(paths.remote_hosts(), json.dumps(sorted([*known, host]), indent=1) + "\n")
+
+
+def known_hosts() -> list[str]:
+    """The servers boxes were brought up on from this machine."""
+    hosts = _read_json(paths.remote_hosts())
+    return [h for h in hosts if isinstance(h, str)] if isinstance(hosts, list) else []
+
+
+def status(host: str = "") -> list[BoxStatus]:
+    engine = Engine(host)
     rows = []
     for container in engine.boxes():
         state = container.attrs.get("State", {})
@@ -561,6 +604,7 @@ def status() -> list[BoxStatus]:
                 alias=container.labels.get(LABEL_ALIAS, ""),
                 uptime_seconds=uptime,
                 gpus=held_gpus(container.attrs),
+                host=host,
             )
         )
     return sorted(rows, key=lambda row: row.box)
@@ -581,11 +625,11 @@ def held_gpus(attrs: dict[str, Any]) -> str:
     return ",".join(held)
 
 
-def snapshot(box: str, tag: str, reporter: Reporter) -> str:
+def snapshot(box: str, tag: str, reporter: Reporter, host: str = "") -> str:
     """Commit the box to an image usable as `base = TAG`. Keys never end up in it: host keys and the
     home are volumes, authorized_keys is on a tmpfs, and none of those are committed. The run-time
     environment (public key, Jupyter token, the project's [env]) is blanked, since commit copies it."""
-    engine = Engine()
+    engine = Engine(host)
     container = _require(engine, box)
     reporter.step(f"Committing box '{box}' to {tag}")
     repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
@@ -606,6 +650,6 @@ def snapshot(box: str, tag: str, reporter: Reporter) -> str:
     return str(image.id)
 
 
-def logs(box: str, follow: bool) -> Iterator[bytes]:
-    engine = Engine()
+def logs(box: str, follow: bool, host: str = "") -> Iterator[bytes]:
+    engine = Engine(host)
     return engine.logs(_require(engine, box), follow=follow)

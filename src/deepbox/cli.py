@@ -5,6 +5,7 @@ Heavy modules (docker, pydantic, rich) are imported inside the commands so `deep
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -63,11 +64,28 @@ def _spec(ctx: click.Context) -> Spec:
         from deepbox.errors import DeepboxError
 
         raise DeepboxError(f"The project folder {project} does not exist; pass an existing folder to -C.")
-    return load_spec(project)
+    return load_spec(project, ctx.obj.get("host"))
 
 
-def _box_name(ctx: click.Context, name: str | None) -> str:
-    return name or _spec(ctx).name
+def _target(ctx: click.Context, name: str | None) -> tuple[str, str]:
+    """(the box's name on the engine, the engine's host) for NAME or this project's box."""
+    spec = _spec(ctx)
+    if name is None:
+        return spec.engine_name, spec.host
+    return (f"{spec.server_user}-{name}" if spec.host else name), spec.host
+
+
+def _status_host(ctx: click.Context) -> str:
+    """--host, else the project's `host` when its config reads, else an ssh:// DOCKER_HOST."""
+    from deepbox import remote
+    from deepbox.config import load_config
+    from deepbox.errors import ConfigError
+
+    configured = ""
+    # status lists boxes; a broken config in the current folder must not stop it.
+    with contextlib.suppress(ConfigError):
+        configured = load_config(_project(ctx))[0].host
+    return remote.effective_host(ctx.obj.get("host"), configured)
 
 
 def _set_project(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
@@ -107,8 +125,14 @@ def _emit_json(data: Any) -> None:
     help="Project folder (where deepbox.toml or pyproject.toml lives).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option(
+    "--host",
+    default=None,
+    metavar="ssh://USER@SERVER",
+    help="Use the Docker engine of this server (overrides `host` in the config and DOCKER_HOST).",
+)
 @click.pass_context
-def cli(ctx: click.Context, project: str, debug: bool) -> None:
+def cli(ctx: click.Context, project: str, debug: bool, host: str | None) -> None:
     """deepbox: a ready, hardened ML development box in Docker, reached over SSH from your IDE.
 
     \b
@@ -122,6 +146,7 @@ def cli(ctx: click.Context, project: str, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["project"] = project
     ctx.obj["debug"] = debug
+    ctx.obj["host"] = host
 
 
 @cli.command()
@@ -184,6 +209,8 @@ def _print_up(result: UpResult) -> None:
         table.add_column(column)
     for check in result.frameworks:
         gpu = "-" if check.gpu is None else ("yes" if check.gpu else "no")
+        if check.gpu_count:
+            gpu = f"yes ({check.gpu_count})"
         table.add_row(check.name, check.version, gpu)
     console.print(table)
     console.print(
@@ -202,8 +229,8 @@ def down(ctx: click.Context, name: str | None) -> None:
     """Stop the box (this project's, or NAME). Nothing is deleted."""
     from deepbox import box
 
-    box_name = _box_name(ctx, name)
-    stopped = box.down(box_name, ConsoleReporter())
+    box_name, host = _target(ctx, name)
+    stopped = box.down(box_name, ConsoleReporter(), host)
     _console().print(f"Box '{box_name}' {'stopped' if stopped else 'was not running'}.")
 
 
@@ -216,28 +243,42 @@ def rm(ctx: click.Context, name: str | None, volumes: bool) -> None:
     """Remove the box's container. Your project and mounted folders are never touched."""
     from deepbox import box
 
-    box_name = _box_name(ctx, name)
-    removed = box.rm(box_name, volumes, ConsoleReporter())
+    box_name, host = _target(ctx, name)
+    removed = box.rm(box_name, volumes, ConsoleReporter(), host)
     _console().print(f"Removed {', '.join(removed)}.")
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the boxes as JSON.")
-def status(as_json: bool) -> None:
-    """List all boxes: name, state, image, port, project, uptime."""
+@click.option("--all-hosts", is_flag=True, help="Also list the boxes on every server you ran `up` on.")
+@project_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, all_hosts: bool) -> None:
+    """List all boxes: name, state, image, port, GPUs, project, uptime."""
     from deepbox import box
+    from deepbox.errors import DeepboxError
 
-    rows = box.status()
+    if not all_hosts:
+        rows = box.status(_status_host(ctx))
+    else:
+        rows = []
+        for host in ["", *box.known_hosts()]:
+            try:
+                rows += box.status(host)
+            except DeepboxError as exc:  # one unreachable server must not hide the others
+                _console().print(f"[yellow]Skipped {host or 'the local engine'}:[/] {_escape(exc.message)}")
     if as_json:
         _emit_json([row.as_dict() for row in rows])
         return
     from rich.table import Table
 
     table = Table()
-    for column in ("box", "state", "image", "port", "gpus", "project", "uptime"):
+    columns = ("box", "state", "image", "port", "gpus", "project", "uptime")
+    for column in ("host", *columns) if all_hosts else columns:
         table.add_column(column)
     for row in rows:
         table.add_row(
+            *([row.host or "local"] if all_hosts else []),
             row.box,
             row.state,
             row.image,
@@ -282,7 +323,8 @@ def logs(ctx: click.Context, name: str | None, follow: bool) -> None:
     from deepbox import box
 
     out = sys.stdout.buffer
-    for chunk in box.logs(_box_name(ctx, name), follow):
+    box_name, host = _target(ctx, name)
+    for chunk in box.logs(box_name, follow, host):
         out.write(chunk)
         out.flush()
 
@@ -296,7 +338,8 @@ def snapshot(ctx: click.Context, tag: str, name: str | None) -> None:
     """Commit the box to image TAG, usable as `base = "TAG"`. No keys end up in it."""
     from deepbox import box
 
-    image_id = box.snapshot(_box_name(ctx, name), tag, ConsoleReporter())
+    box_name, host = _target(ctx, name)
+    image_id = box.snapshot(box_name, tag, ConsoleReporter(), host)
     _console().print(f'Saved {tag} ({image_id[:19]}). Use it with base = "{tag}" in deepbox.toml.')
 
 
@@ -398,6 +441,33 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
             )
     if any(finding.level == "error" for finding in findings):
         ctx.exit(1)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Show what would be copied; change nothing.")
+@click.option("--delete", is_flag=True, help="Also delete server files gone here (only in the project's folder).")
+@click.option("--watch", is_flag=True, help="Keep pushing after every change (Ctrl-C to stop).")
+@project_option
+@click.pass_context
+def sync(ctx: click.Context, dry_run: bool, delete: bool, watch: bool) -> None:
+    """Copy the project to its folder on the server (for a box with `host`): rsync over ssh, .gitignore honoured."""
+    from deepbox import sync as syncing
+
+    spec = _spec(ctx)
+    console = _console(stderr=False)
+
+    def report(changes: list[str]) -> None:
+        verb = "Would copy" if dry_run else "Copied"
+        console.print(f"{verb} {len(changes)} change(s) to {spec.host}:{spec.remote_path}")
+        for line in changes:
+            console.print(f"  {_escape(line)}", soft_wrap=True)
+
+    if watch:
+        if dry_run:
+            raise click.UsageError("--watch and --dry-run do not go together.")
+        syncing.watch(spec, report, delete=delete)
+    else:
+        report(syncing.push(spec, dry_run=dry_run, delete=delete))
 
 
 @cli.group()

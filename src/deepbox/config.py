@@ -14,12 +14,15 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from deepbox.errors import ConfigError
 from deepbox.gpu import GpuRequest, parse_request
+
+if TYPE_CHECKING:
+    from deepbox.remote import Account
 
 CONFIG_FILE = "deepbox.toml"
 DEFAULT_BASE = "debian:bookworm-slim"
@@ -108,6 +111,9 @@ class BoxConfig(_Section):
     framework_indexes: bool = True  # false: no vendor indexes (PyTorch's CPU index...), only [build]'s
     # "auto" (all GPUs on a cuda box, none otherwise) | "all" | "none" | a count | ids like ["0", "2"]
     gpus: StrictStr | StrictInt | list[StrictStr] = "auto"
+    # A server's Docker engine, reached with your ssh client: "ssh://user@server[:port]"; "" is local.
+    host: str = ""
+    remote_path: str = "~/deepbox/{box}"  # the project's folder on the server (`deepbox sync` fills it)
 
     @field_validator("python", "cuda")
     @classmethod
@@ -208,6 +214,10 @@ class Spec:
     requirements: str = "auto"
     framework_indexes: bool = True
     gpus: GpuRequest = GpuRequest()  # noqa: RUF009 - frozen, so one shared default is safe
+    host: str = ""  # "ssh://..." for a box on a server's engine
+    server_user: str = ""  # the server account the box belongs to (remote boxes only)
+    remote_path: str = ""  # the project's folder on the server (remote boxes only)
+    server_home: str = ""  # the server user's home (remote boxes only)
 
     @property
     def framework_names(self) -> tuple[str, ...]:
@@ -219,8 +229,13 @@ class Spec:
         return f"deepbox-{self.name}"
 
     @property
+    def engine_name(self) -> str:
+        """The box's name on the engine. On a shared server each user has their own namespace."""
+        return f"{self.server_user}-{self.name}" if self.host else self.name
+
+    @property
     def container_name(self) -> str:
-        return f"deepbox-{self.name}"
+        return f"deepbox-{self.engine_name}"
 
 
 def sanitize_box_name(folder_name: str) -> str:
@@ -329,6 +344,31 @@ def _host_path(raw: str, project: Path) -> Path:
     return path if path.is_absolute() else (project / path)
 
 
+def _server_path(raw: str, base: str, home: str) -> str:
+    """A path on the server: '~' is the server user's home, relative paths are relative to base."""
+    if raw == "~" or raw.startswith("~/"):
+        raw = home + raw[1:]
+    return posixpath.normpath(raw if raw.startswith("/") else posixpath.join(base, raw))
+
+
+def _on_server(mount: Mount, raw: str, remote_path: str, home: str) -> Mount:
+    """The same mount for a box on a server: its host side is a server path."""
+    host_side = raw.rsplit(":", 2)[0] if raw.endswith((":ro", ":rw")) else raw.rsplit(":", 1)[0]
+    return Mount(Path(_server_path(host_side, remote_path, home)), mount.box, mount.read_only)
+
+
+def project_relative(value: str, what: str, source: Path | None) -> str:
+    """A path from the config that must stay inside the project folder (the only folder the box mounts
+    at the workspace), normalised with '/' ('.' for the folder itself); escapes are a ConfigError."""
+    normal = posixpath.normpath(value.replace("\\", "/"))
+    if normal.startswith(("/", "../")) or normal == ".." or re.match(r"^[A-Za-z]:", normal):
+        raise ConfigError(
+            f"{source or CONFIG_FILE}: {what} {value!r} must be a path inside the project folder "
+            "(only that folder is mounted in the box)."
+        )
+    return normal
+
+
 def parse_mount(raw: str, project: Path, source: Path | None) -> Mount:
     """'HOST:BOX' or 'HOST:BOX:ro', as docker -v writes it; relative host paths are project-relative."""
     parts = raw.rsplit(":", 2) if raw.endswith((":ro", ":rw")) else raw.rsplit(":", 1)
@@ -341,15 +381,27 @@ def parse_mount(raw: str, project: Path, source: Path | None) -> Mount:
     return Mount(_host_path(parts[0], project).resolve(), box, read_only=len(parts) == 3 and parts[2] == "ro")
 
 
-def resolve(config: BoxConfig, project: Path, source: Path | None) -> Spec:
+def resolve(config: BoxConfig, project: Path, source: Path | None, server: Account | None = None) -> Spec:
+    """Config -> Spec. For a box on a server, `server` is the account there (user, UID, home)."""
     project = project.resolve()
-    defaults = host_user(project)
+    if config.host and server is None:
+        raise ConfigError(f"{source or CONFIG_FILE}: host is set, so the server's account is needed to resolve it.")
+    defaults = BoxUser(server.name, server.uid, server.gid) if server else host_user(project)
     user = BoxUser(
         config.user.name or defaults.name,
         config.user.uid or defaults.uid,
         config.user.gid if config.user.gid is not None else defaults.gid,
     )
-    mounts = (Mount(project, config.workspace), *tuple(parse_mount(raw, project, source) for raw in config.mounts))
+    name = config.name or sanitize_box_name(project.name)
+    remote_path = ""
+    if server is None:
+        mounts = (Mount(project, config.workspace), *(parse_mount(raw, project, source) for raw in config.mounts))
+    else:
+        remote_path = _server_path(config.remote_path.replace("{box}", name), server.home, server.home)
+        mounts = (
+            Mount(Path(remote_path), config.workspace),
+            *(_on_server(parse_mount(raw, project, source), raw, remote_path, server.home) for raw in config.mounts),
+        )
     seen: set[str] = set()
     for mount in mounts:
         if mount.box in seen:
@@ -363,7 +415,7 @@ def resolve(config: BoxConfig, project: Path, source: Path | None) -> Spec:
     return Spec(
         project=project,
         source=source,
-        name=config.name or sanitize_box_name(project.name),
+        name=name,
         base=config.base,
         frameworks=tuple(config.frameworks),
         pip=tuple(config.pip),
@@ -393,6 +445,10 @@ def resolve(config: BoxConfig, project: Path, source: Path | None) -> Spec:
         requirements=config.requirements,
         framework_indexes=config.framework_indexes,
         gpus=gpus,
+        host=config.host,
+        server_user=server.name if server else "",
+        remote_path=remote_path,
+        server_home=server.home if server else "",
     )
 
 
@@ -401,6 +457,13 @@ def config_template(box_name: str) -> str:
     return resources.files("deepbox.assets").joinpath("deepbox.toml").read_text().replace("{name}", box_name)
 
 
-def load_spec(project: Path) -> Spec:
+def load_spec(project: Path, host: str | None = None) -> Spec:
+    """The project's spec; with a server (--host, `host`, or an ssh:// DOCKER_HOST) its account is asked for."""
+    from deepbox import remote
+
     config, source = load_config(project)
-    return resolve(config, project, source)
+    target = remote.effective_host(host, config.host)
+    if not target:
+        return resolve(config, project, source)
+    server = remote.parse(target)
+    return resolve(config.model_copy(update={"host": target}), project, source, remote.account(server))

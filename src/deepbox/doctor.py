@@ -6,10 +6,10 @@ bytes) so they are unit-tested without a GPU; `run` gathers the live values.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from deepbox import gpu
@@ -146,6 +146,25 @@ def _nvidia_smi() -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
+def _server_nvidia_smi(spec: Spec) -> str | None:
+    from deepbox import remote
+
+    try:
+        return remote.run(remote.parse(spec.host), shlex.join(gpu.NVIDIA_SMI_QUERY))
+    except DeepboxError:
+        return None  # not installed there, or no driver
+
+
+def _server_free_bytes(spec: Spec, path: str) -> int | None:
+    from deepbox import remote
+
+    try:
+        fields = remote.run(remote.parse(spec.host), f"df -Pk {shlex.quote(path)} | tail -n 1").split()
+        return int(fields[3]) * 1024
+    except (DeepboxError, IndexError, ValueError):
+        return None
+
+
 def _free_bytes(path: str) -> int | None:
     try:
         return shutil.disk_usage(path).free
@@ -159,16 +178,21 @@ def run(spec: Spec) -> list[Finding]:
     from deepbox.engine import Engine
 
     try:
-        engine = Engine()
+        engine = Engine(spec.host)
         info, version = engine.info(), engine.version()
     except DeepboxError as exc:
         return [Finding("engine", "error", exc.message)]
     findings = engine_findings(info, version, spec)
     root = str(info.get("DockerRootDir") or "/var/lib/docker")
-    findings.append(disk_finding(_free_bytes(root) if Path(root).exists() else None, root, spec.device))
+    free = _server_free_bytes(spec, root) if spec.host else _free_bytes(root)
+    findings.append(disk_finding(free, f"{spec.host}:{root}" if spec.host else root, spec.device))
     box = engine.container(spec.container_name)
     held = box is not None and published_port(box) == spec.ssh_port
-    findings.append(port_finding(spec, bool(spec.ssh_port) and port_is_free(spec.ssh_bind, spec.ssh_port), held))
+    if spec.host:  # on a server, ask its engine; another program's use shows only when the box starts
+        port_free = spec.ssh_port not in engine.published_ports()
+    else:
+        port_free = bool(spec.ssh_port) and port_is_free(spec.ssh_bind, spec.ssh_port)
+    findings.append(port_finding(spec, port_free, held))
     if engine.image(spec.base) is None:
         findings.append(
             Finding(
@@ -180,7 +204,7 @@ def run(spec: Spec) -> list[Finding]:
         )
     else:
         findings.append(Finding("base", "ok", f"Base image {spec.base} is on the engine."))
-    smi = _nvidia_smi()
+    smi = _server_nvidia_smi(spec) if spec.host else _nvidia_smi()
     gpu_results = gpu_findings(spec, smi, info)
     findings += gpu_results
     wanted = spec.gpus.wanted

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -68,14 +69,46 @@ NO_GPU_RUNTIME = (
 
 
 class Engine:
-    def __init__(self) -> None:
+    """The local engine (DOCKER_HOST or the default socket), or a server's through an ssh tunnel."""
+
+    def __init__(self, host: str = "") -> None:
+        self.host = host
+        self._tunnel: Any = None
         try:
-            self.client = docker.from_env(timeout=120)
+            if host:
+                from deepbox import remote
+
+                server = remote.parse(host)
+                self._tunnel = remote.Tunnel(server)
+                # The tunnel is an ssh process of ours: end it with the engine, or at the latest at exit.
+                weakref.finalize(self, self._tunnel.close)
+                self.client = docker.DockerClient(base_url=self._tunnel.url, timeout=120)
+            else:
+                self.client = docker.from_env(timeout=120)
             self.client.ping()
-        except docker.errors.DockerException as exc:
-            raise _unreachable(exc) from exc
+        except DeepboxError:
+            raise
         except Exception as exc:  # requests' connection errors escape the SDK's own types
+            if host:
+                raise DeepboxError(
+                    f"The Docker engine on {host} does not answer through ssh: make sure it runs there and that "
+                    "the server user may use it (in the 'docker' group: `sudo usermod -aG docker USER`)."
+                ) from exc
             raise _unreachable(exc) from exc
+
+    def close(self) -> None:
+        if self._tunnel is not None:
+            self.client.close()
+            self._tunnel.close()
+
+    def published_ports(self) -> set[int]:
+        """Host ports any container on this engine publishes (to choose a free one on a server)."""
+        used: set[int] = set()
+        with _translated("list containers"):
+            for container in self.client.containers.list(all=True):
+                bindings = container.attrs.get("HostConfig", {}).get("PortBindings") or {}
+                used |= {int(b["HostPort"]) for items in bindings.values() for b in items or [] if b.get("HostPort")}
+        return used
 
     # Images -----------------------------------------------------------------------------------
 

@@ -35,6 +35,11 @@ def jupyter_token(box: str) -> Path:
     return data_dir() / "jupyter" / f"{box}.token"
 
 
+def remote_hosts() -> Path:
+    """The servers this user has run boxes on (for `deepbox status --all-hosts`)."""
+    return data_dir() / "hosts.json"
+
+
 def framework_checks(container_id: str) -> Path:
     """The last passing framework check of one container (see box.verify)."""
     return data_dir() / "checks" / f"{container_id}.json"

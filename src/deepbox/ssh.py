@@ -31,6 +31,7 @@ class Endpoint:
     port: int
     user: str
     identity: Path
+    jump: str | None = None  # [user@]server[:port] for a box on a server's engine
 
 
 def atomic_write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
@@ -143,6 +144,7 @@ def host_block(endpoint: Endpoint) -> str:
             f"    User {endpoint.user}",
             f"    IdentityFile {_quote(endpoint.identity)}",
             "    IdentitiesOnly yes",
+            *([f"    ProxyJump {endpoint.jump}"] if endpoint.jump else []),
             f"    UserKnownHostsFile {_quote(paths.known_hosts())}",
             f"    HostKeyAlias {endpoint.alias}",
             "    StrictHostKeyChecking yes",
@@ -234,7 +236,8 @@ def ssh_base_args() -> list[str]:
     config = paths.user_ssh_config()
     account_home = Path(pwd.getpwuid(os.getuid()).pw_dir)
     if config != account_home / ".ssh" / "config":
-        return ["ssh", "-F", str(config)]
+        # `none`: ssh reads no config at all (a missing -F file would be an error).
+        return ["ssh", "-F", str(config) if config.exists() else "none"]
     return ["ssh"]
 
 

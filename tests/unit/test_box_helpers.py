@@ -95,7 +95,7 @@ def _container(name, status, started=None, port="2222"):
 def test_status_rows_from_labels(monkeypatch):
     started = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
     containers = [_container("zeta", "exited"), _container("alpha", "running", started, "4000")]
-    monkeypatch.setattr(box, "Engine", lambda: FakeEngine(containers))
+    monkeypatch.setattr(box, "Engine", lambda host="": FakeEngine(containers))
 
     rows = box.status()
 

@@ -170,3 +170,42 @@ def test_doctor_disk_and_port(tmp_path):
 def test_doctor_rootless_engine_warns(tmp_path):
     info = {"SecurityOptions": ["name=seccomp,profile=builtin", "name=rootless"]}
     assert levels(doctor.engine_findings(info, "27.0", spec_of(tmp_path)))["rootless"] == "warning"
+
+
+def run_verify(tmp_path, checks, previous=None):
+    """The framework check exactly as `up` runs it in the box, here with this machine's python."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from deepbox.box import _VERIFY
+
+    done = subprocess.run(
+        [sys.executable, "-c", _VERIFY, json.dumps(checks), json.dumps(previous)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_framework_check_counts_gpus_and_reuses_an_unchanged_result(tmp_path):
+    (tmp_path / "fakegpu.py").write_text("__version__ = '1.2'\ndef count():\n    return 2\n")
+    checks = [
+        {"name": "counted", "module": "fakegpu", "gpu": "m.count()"},
+        {"name": "yes-or-no", "module": "fakegpu", "gpu": "m.count() > 0"},
+        {"name": "absent", "module": "no_such_module_here", "gpu": None},
+    ]
+    report = run_verify(tmp_path, checks)
+    rows = {row["name"]: row for row in report["checks"]}
+    assert (rows["counted"]["gpu"], rows["counted"]["gpu_count"], rows["counted"]["version"]) == (True, 2, "1.2")
+    assert (rows["yes-or-no"]["gpu"], rows["yes-or-no"]["gpu_count"]) == (True, None)
+    assert not rows["absent"]["ok"] and "ModuleNotFoundError" in rows["absent"]["error"]
+    assert report["cached"] is False
+
+    assert run_verify(tmp_path, checks, report)["cached"] is True
+    (tmp_path / "another.py").write_text("")  # a package installed in the box changes the fingerprint
+    assert run_verify(tmp_path, checks, report)["cached"] is False
+    assert run_verify(tmp_path, checks[:1], report)["cached"] is False  # another set of frameworks

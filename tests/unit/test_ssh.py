@@ -469,7 +469,12 @@ def test_own_key_with_loose_mode_is_refused_by_ensure_client_key(tmp_path):
 
 
 def test_ssh_base_args_adds_F_when_home_is_not_the_accounts(home):
-    assert ssh.ssh_base_args() == ["ssh", "-F", str(home / ".ssh" / "config")]
+    # No config file yet: ssh must read none rather than fail on a missing -F file, or use the account's.
+    assert ssh.ssh_base_args() == ["ssh", "-F", "none"]
+    config = home / ".ssh" / "config"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("")
+    assert ssh.ssh_base_args() == ["ssh", "-F", str(config)]
 
 
 def test_ssh_base_args_is_plain_when_home_is_the_accounts(home, monkeypatch):

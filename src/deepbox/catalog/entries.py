@@ -12,7 +12,8 @@ from deepbox.catalog.model import Framework, Release
 
 PYTORCH_INDEX = "https://download.pytorch.org/whl/{cu}"
 PADDLE_INDEX = "https://www.paddlepaddle.org.cn/packages/stable/{cu}/"
-TORCH_GPU = "m.cuda.is_available()"
+# GPU checks return how many GPUs the framework sees (a count), or whether it sees one (a bool).
+TORCH_GPU = "m.cuda.device_count()"
 
 
 def _series(first: int, last: int, major: int = 2, **python: tuple[str, str | None]) -> tuple[Release, ...]:
@@ -94,7 +95,7 @@ ENTRIES: tuple[Framework, ...] = (
             v2_18=("3.9", "3.12"),
             v2_20=("3.9", "3.13"),
         ),
-        gpu_check="bool(m.config.list_physical_devices('GPU'))",
+        gpu_check="len(m.config.list_physical_devices('GPU'))",
         ports=(6006,),
     ),
     Framework(
@@ -107,7 +108,7 @@ ENTRIES: tuple[Framework, ...] = (
         tier="heavy",
         version="0.10",
         releases=(*(Release("0.4", "3.9", "3.13"),), *(Release(f"0.{n}", "3.10", None) for n in range(5, 11))),
-        gpu_check="any(d.platform == 'gpu' for d in m.devices())",
+        gpu_check="sum(d.platform == 'gpu' for d in m.devices())",
     ),
     Framework(
         "paddlepaddle",
@@ -124,7 +125,7 @@ ENTRIES: tuple[Framework, ...] = (
         cuda_index_url=PADDLE_INDEX,
         cuda_tags=("cu118", "cu126", "cu129"),
         cuda_majors=(11, 12),
-        gpu_check="m.device.is_compiled_with_cuda() and m.device.cuda.device_count() > 0",
+        gpu_check="m.device.cuda.device_count() if m.device.is_compiled_with_cuda() else 0",
     ),
     Framework(
         "mxnet",

@@ -21,9 +21,9 @@ rewritten. The id chain PyCharm follows:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
-import posixpath
 import re
 import shutil
 import uuid
@@ -34,8 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deepbox.box import UpResult
-from deepbox.config import RunConfig, Spec
-from deepbox.errors import ConfigError, DeepboxError
+from deepbox.config import RunConfig, Spec, project_relative
+from deepbox.errors import DeepboxError
 from deepbox.ssh import atomic_write
 
 SDK_TYPE = "Python SDK"
@@ -309,11 +309,15 @@ def _deployment(root: ET.Element, spec: Spec, result: UpResult) -> None:
     name = server_name(result)
     publish = _component(root, "PublishConfigData", {"serverName": name})
     if publish.get("serverName") in (None, name):
-        # The folder is bind-mounted: uploading to the default server would copy files onto themselves.
         publish.set("serverName", name)
-        publish.attrib.pop("autoUpload", None)
         for option in list(_children(publish, "option", name="myAutoUpload")):
             publish.remove(option)
+        if spec.host:
+            # A box on a server mounts the server's copy: saved files go up as PyCharm saves them.
+            publish.set("autoUpload", "Always")
+        else:
+            # The folder is bind-mounted: uploading to the default server would copy files onto themselves.
+            publish.attrib.pop("autoUpload", None)
     paths = _child(_child(publish, "serverData"), "paths", name=name)
     mappings = _child(_child(paths, "serverdata"), "mappings")
     existing = next(_children(mappings, "mapping", local="$PROJECT_DIR$"), None)
@@ -335,10 +339,12 @@ def _remote_mappings(root: ET.Element, spec: Spec, result: UpResult, previous: t
         ours = _child(outer, "remote-mappings", **{"server-id": old_id})
         ours.set("server-id", server_id)
     entries = _child(_child(ours, "settings"), "list")
-    for mount in spec.mounts:
-        local = _macro_path(mount.host, spec.project)
+    # A box on a server mounts server folders; of those, only the project's copy exists here too.
+    pairs = [(spec.project, spec.workspace)] if spec.host else [(m.host, m.box) for m in spec.mounts]
+    for host_path, box_path in pairs:
+        local = _macro_path(host_path, spec.project)
         mapping = _child(entries, "mapping", **{"local-root": local})
-        mapping.set("remote-root", mount.box)
+        mapping.set("remote-root", box_path)
 
 
 def _misc(root: ET.Element, name: str) -> None:
@@ -377,12 +383,7 @@ def _module_sdk(root: ET.Element, name: str) -> None:
 
 def _project_path(value: str, what: str, spec: Spec) -> str:
     """A project-relative path from deepbox.toml as PyCharm stores it ($PROJECT_DIR$/...); refuses escapes."""
-    normal = posixpath.normpath(value.replace("\\", "/"))
-    if normal.startswith(("/", "../")) or normal == ".." or re.match(r"^[A-Za-z]:", normal):
-        raise ConfigError(
-            f"{spec.source or 'deepbox.toml'}: {what} {value!r} must be a path inside the project folder "
-            "(only that folder is mounted in the box)."
-        )
+    normal = project_relative(value, what, spec.source)
     return "$PROJECT_DIR$" if normal == "." else f"$PROJECT_DIR$/{normal}"
 
 
@@ -477,8 +478,15 @@ def _workspace(root: ET.Element, runs: tuple[RunConfig, ...], spec: Spec, module
             manager.remove(recent)
 
 
+def _reachable(spec: Spec, result: UpResult) -> UpResult:
+    """A box on a server listens on the server's loopback: PyCharm reaches it by the alias, whose
+    ssh config entry (read with useOpenSSHConfig) holds the ProxyJump through the server."""
+    return dataclasses.replace(result, host=spec.alias) if spec.host else result
+
+
 def write_project(spec: Spec, result: UpResult) -> list[Path]:
     """Write or merge the project's .idea files for the box; returns the files whose content changed."""
+    result = _reachable(spec, result)
     idea = spec.project / ".idea"
     if idea.exists() and not idea.is_dir():
         raise DeepboxError(f"{idea} is not a folder; move that file away so PyCharm's project folder can be written.")
@@ -684,6 +692,7 @@ def register_interpreter(spec: Spec, result: UpResult, config_dir: Path | None =
 
     Returns the jdk.table.xml path. Each changed file is first copied to `<file>.deepbox-backup-<time>`.
     """
+    result = _reachable(spec, result)
     if config_dir is None:
         config_dir = find_config_dir()
         if config_dir is None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 import pwd
 import re
 import shlex
@@ -33,7 +32,7 @@ from urllib.parse import quote
 
 from deepbox import paths
 from deepbox.box import UpResult
-from deepbox.config import RunConfig, Spec
+from deepbox.config import RunConfig, Spec, project_relative
 from deepbox.errors import ConfigError, DeepboxError
 from deepbox.ide.pycharm import run_configurations
 from deepbox.ssh import atomic_write, include_line
@@ -385,12 +384,7 @@ class _Document:
 
 def _workspace_path(value: str, what: str, spec: Spec) -> str:
     """A project-relative path from deepbox.toml as launch.json writes it (${workspaceFolder}/...)."""
-    normal = posixpath.normpath(value.replace("\\", "/"))
-    if normal.startswith(("/", "../")) or normal == ".." or re.match(r"^[A-Za-z]:", normal):
-        raise ConfigError(
-            f"{spec.source or 'deepbox.toml'}: {what} {value!r} must be a path inside the project folder "
-            "(only that folder is mounted in the box)."
-        )
+    normal = project_relative(value, what, spec.source)
     return "${workspaceFolder}" if normal == "." else f"${{workspaceFolder}}/{normal}"
 
 

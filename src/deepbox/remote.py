@@ -1,0 +1,169 @@
+"""Boxes on a server's Docker engine, reached through the server's own sshd with the user's ssh client.
+
+`host = "ssh://[user@]server[:port]"` (or `--host`, or DOCKER_HOST): deepbox asks the server who the
+user is (`id`, `$HOME`) once per command, forwards the server's Docker socket to a private local
+socket for the Docker SDK, and writes an alias that reaches the box with ProxyJump through the
+server. The user's ssh config, agent and keys apply throughout; nothing secret is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from deepbox import ssh
+from deepbox.errors import ConfigError, DeepboxError
+
+REMOTE_SOCKET = "/var/run/docker.sock"
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where the engine runs: the ssh destination as the user wrote it."""
+
+    url: str
+    hostname: str
+    user: str | None = None
+    port: int | None = None
+
+    @property
+    def destination(self) -> str:
+        return f"{self.user}@{self.hostname}" if self.user else self.hostname
+
+    @property
+    def jump(self) -> str:
+        """The ProxyJump value: [user@]host[:port]."""
+        return self.destination + (f":{self.port}" if self.port else "")
+
+
+@dataclass(frozen=True)
+class Account:
+    """The server user: the box user mirrors it, and box folders live in its home."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+def parse(url: str) -> Server:
+    """'ssh://[user@]host[:port]' -> Server; anything else is a ConfigError with the right form."""
+    parts = urlsplit(url)
+    if parts.scheme != "ssh" or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ConfigError(f"host = {url!r} is not an ssh URL; write it as ssh://user@server or ssh://user@server:2222.")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"host = {url!r} has an invalid port; write it as ssh://user@server:2222.") from exc
+    return Server(url=url, hostname=parts.hostname, user=parts.username, port=port)
+
+
+def effective_host(option: str | None, configured: str) -> str:
+    """--host, else the config's host, else DOCKER_HOST when it is an ssh URL; '' is the local engine."""
+    if option:
+        return option
+    if configured:
+        return configured
+    env = os.environ.get("DOCKER_HOST", "")
+    return env if env.startswith("ssh://") else ""
+
+
+def _ssh_args(server: Server) -> list[str]:
+    args = [*ssh.ssh_base_args(), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+    # One connection to the server serves every call of this command (and the next ones, for a minute).
+    args += ["-o", "ControlMaster=auto", "-o", f"ControlPath={ssh.control_dir() / 'srv-%C'}", "-o", "ControlPersist=60"]
+    if server.port:
+        args += ["-p", str(server.port)]
+    return [*args, server.destination]
+
+
+def run(server: Server, command: str, *, timeout: float = 60) -> str:
+    """Run a shell command on the server; a failure is one sentence naming the server."""
+    ssh.control_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(
+            [*_ssh_args(server), command], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DeepboxError(f"The server {server.jump} did not answer over ssh within {timeout:.0f} s.") from exc
+    if done.returncode != 0:
+        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+        if done.returncode == 255:
+            raise DeepboxError(
+                f"Cannot reach the server {server.jump} over ssh ({reason}); check that `ssh {server.jump}` "
+                "works without a password prompt (key or agent) and that its host key is known."
+            )
+        raise DeepboxError(f"A command on the server {server.jump} failed ({reason}).")
+    return done.stdout
+
+
+def account(server: Server) -> Account:
+    out = run(server, 'id -un && id -u && id -g && printf "%s\\n" "$HOME"').splitlines()
+    if len(out) < 4 or not out[1].isdigit() or not out[2].isdigit():
+        raise DeepboxError(f"The server {server.jump} did not report its user (id, $HOME); is it a Unix host?")
+    return Account(name=out[0], uid=int(out[1]), gid=int(out[2]), home=out[3])
+
+
+def make_folders(server: Server, folders: list[str]) -> None:
+    """Create the box's bind-mount sources on the server as the server user (Docker would make them root's)."""
+    if folders:
+        run(server, "mkdir -p -- " + " ".join(shlex.quote(folder) for folder in folders))
+
+
+class Tunnel:
+    """The server's Docker socket, forwarded to a private local socket for as long as the command runs."""
+
+    def __init__(self, server: Server) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="deepbox-engine-"))  # mode 0700: the socket is private
+        self.socket = self.folder / "docker.sock"
+        args = _ssh_args(server)
+        args[1:1] = ["-N", "-o", "ExitOnForwardFailure=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none"]
+        args[-1:-1] = ["-L", f"{self.socket}:{REMOTE_SOCKET}"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while not self.socket.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                error = self.process.stderr.read().strip() if self.process.poll() is not None else "timed out"
+                self.close()
+                last = error.splitlines()[-1] if error else "no reason given"
+                raise DeepboxError(
+                    f"Cannot reach the Docker engine on {server.jump} through ssh ({last}); check that "
+                    f"`ssh {server.jump} docker info` works."
+                )
+            time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=5)
+        if self.process.stderr:
+            self.process.stderr.close()
+        with contextlib.suppress(OSError):
+            self.socket.unlink(missing_ok=True)
+            self.folder.rmdir()
+
+
+def rsync_command(server: Server, source: Path, target: str, *, dry_run: bool, delete: bool) -> list[str]:
+    """rsync of the project folder into its server folder, over the same ssh transport as everything else.
+
+    .gitignore files are honoured (as rsync filter rules) and .git is not copied. Without `delete`
+    nothing on the server is ever removed; with it, only files inside the project's server folder."""
+    shell = shlex.join(_ssh_args(server)[:-1])
+    args = ["rsync", "-az", "--itemize-changes", "-e", shell, "--filter=:- .gitignore", "--exclude=/.git/"]
+    if dry_run:
+        args.append("--dry-run")
+    if delete:
+        args.append("--delete")
+    return [*args, f"{source}/", f"{server.destination}:{shlex.quote(target)}/"]

@@ -1,0 +1,271 @@
+"""A box on a server's engine: a real server here (sshd + its own dockerd in a container), reached over ssh.
+
+The server container runs Debian's docker.io inside (Docker in Docker) with the capabilities this
+kernel allows instead of --privileged. Its users tester and tester2 may use its Docker; tester3 may
+not. The box's SSH port stays on the server's loopback; the alias reaches it with ProxyJump.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BASE_IMAGE, PREFIX, Project
+
+SERVER_DOCKERFILE = f"""\
+FROM {BASE_IMAGE}
+RUN apt-get update \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
+      docker.io openssh-server rsync iptables ca-certificates python3 \\
+ && rm -rf /var/lib/apt/lists/*
+RUN useradd -m -s /bin/bash -G docker tester && useradd -m -s /bin/bash -G docker tester2 \\
+ && useradd -m -s /bin/bash tester3 && mkdir -p /run/sshd
+CMD ["sh", "-c", "ssh-keygen -A && /usr/sbin/sshd && exec dockerd >/var/log/dockerd.log 2>&1"]
+"""
+# What this kernel allows for Docker in Docker instead of --privileged (the SDK has no systempaths).
+DIND_OPTIONS = [
+    "--cap-add=ALL",
+    "--cap-drop=SYS_RESOURCE",
+    "--security-opt=seccomp=unconfined",
+    "--security-opt=apparmor=unconfined",
+    "--security-opt=systempaths=unconfined",
+    "-v=/sys/fs/cgroup:/sys/fs/cgroup",
+    "--tmpfs=/var/lib/docker:exec",
+]
+
+
+class Server:
+    def __init__(self, container, port: int, home: Path) -> None:
+        self.container, self.port, self.home = container, port, home
+        self.client_config = ""  # the user's own ssh config block for this server
+
+    def url(self, user: str = "tester") -> str:
+        return f"ssh://{user}@127.0.0.1:{self.port}"
+
+    def sh(self, command: str) -> str:
+        code, output = self.container.exec_run(["sh", "-c", command])
+        assert code == 0, output.decode()
+        return output.decode()
+
+
+@pytest.fixture(scope="module")
+def server(docker_client, home, tmp_path_factory):
+    image_tag = f"{PREFIX}-server:test"
+    docker_client.images.build(
+        fileobj=io.BytesIO(SERVER_DOCKERFILE.encode()), tag=image_tag, rm=True, labels={"deepbox.test": PREFIX}
+    )
+    name = f"{PREFIX}-server"
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            f"--name={name}",
+            f"--label=deepbox.test={PREFIX}",
+            "-p=127.0.0.1::22",
+            *DIND_OPTIONS,
+            image_tag,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    container = docker_client.containers.get(name)
+    ssh_config = home / ".ssh" / "config"
+    saved_config = ssh_config.read_bytes() if ssh_config.exists() else None
+    try:
+        container.reload()
+        port = int(container.attrs["NetworkSettings"]["Ports"]["22/tcp"][0]["HostPort"])
+        srv = Server(container, port, home)
+        keys = tmp_path_factory.mktemp("server-keys")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "id")], check=True)
+        public = (keys / "id.pub").read_text().strip()
+        for user in ("tester", "tester2", "tester3"):
+            srv.sh(
+                f"install -d -m 700 -o {user} -g {user} /home/{user}/.ssh && echo '{public}' > "
+                f"/home/{user}/.ssh/authorized_keys && chown {user}: /home/{user}/.ssh/authorized_keys"
+            )
+        for _ in range(100):  # sshd and dockerd start in the background
+            code, _ = container.exec_run(["docker", "info"])
+            if code == 0 and "ssh-ed25519" in srv.sh("cat /etc/ssh/ssh_host_ed25519_key.pub || true"):
+                break
+            time.sleep(0.3)
+        host_key = srv.sh("cat /etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
+        (home / ".ssh").mkdir(mode=0o700, exist_ok=True)
+        known = home / ".ssh" / "known_hosts_server"
+        known.write_text(f"[127.0.0.1]:{port} {' '.join(host_key)}\n")
+        # The user's own ssh config for their server, as it would be before deepbox.
+        srv.client_config = (
+            f"\nHost 127.0.0.1\n    IdentityFile {keys / 'id'}\n    IdentitiesOnly yes\n"
+            f"    UserKnownHostsFile {known}\n    StrictHostKeyChecking yes\n"
+        )
+        with ssh_config.open("a") as config:
+            config.write(srv.client_config)
+        # The server has no registry either: give its engine the base image.
+        save = subprocess.Popen(["docker", "save", BASE_IMAGE], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "exec", "-i", container.name, "docker", "load"], stdin=save.stdout, check=True)
+        assert save.wait() == 0
+        yield srv
+    finally:
+        _close_masters(ssh_config)
+        container.remove(force=True, v=True)
+        docker_client.images.remove(image_tag, force=True)
+        if saved_config is not None:
+            ssh_config.write_bytes(saved_config)
+
+
+def _close_masters(ssh_config: Path, home: Path | None = None) -> None:
+    """End the ControlMaster processes this module's commands left (server and box connections)."""
+    import os
+
+    from deepbox import ssh
+
+    saved = os.environ["HOME"]
+    if home is not None:
+        os.environ["HOME"] = str(home)
+    try:
+        folder = ssh.control_dir()
+    finally:
+        os.environ["HOME"] = saved
+    if not folder.is_dir():
+        return
+    for socket_path in folder.iterdir():
+        subprocess.run(
+            ["ssh", "-F", str(ssh_config), "-o", f"ControlPath={socket_path}", "-O", "exit", "unused"],
+            capture_output=True,
+            check=False,
+            timeout=10,
+        )
+
+
+def remote_project(tmp_path, home, slug: str, body: str = "") -> Project:
+    path = tmp_path / slug
+    path.mkdir()
+    project = Project(path, f"{PREFIX}-{slug}", home)
+    project.write_config(body)
+    return project
+
+
+def server_containers(server: Server) -> list[str]:
+    return server.sh("docker ps -a --format '{{.Names}} {{.Status}}'").splitlines()
+
+
+def test_box_on_a_server_end_to_end(server, tmp_path, home, docker_client):
+    project = remote_project(tmp_path, home, "remote", f'host = "{server.url()}"\nframeworks = ["numpy"]')
+    (project.path / "hello.py").write_text("import numpy, os\nprint('hello', os.getcwd(), numpy.__version__)\n")
+    (project.path / ".gitignore").write_text("data/\n")
+    (project.path / "data").mkdir()
+    (project.path / "data" / "big.bin").write_bytes(b"0" * 1024)
+
+    doctor = project.deepbox("doctor", "--json")
+    assert doctor.code == 0, doctor.out + doctor.err
+    checks = {row["check"]: row for row in json.loads(doctor.out)}
+    assert checks["engine"]["level"] == "ok" and checks["disk"]["message"].startswith(server.url())
+
+    dry = project.deepbox("sync", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "hello.py" in dry.out and "big.bin" not in dry.out
+    synced = project.deepbox("sync")
+    assert synced.code == 0, synced.err
+    assert server.sh("ls /home/tester/deepbox/" + project.name).split() == ["deepbox.toml", "hello.py"]
+
+    up = project.deepbox("up", "--json", timeout=1500)
+    assert up.code == 0, up.err
+    data = json.loads(up.out)
+    assert data["user"] == "tester" and data["host"] == "127.0.0.1"
+
+    # Through the server with strict host key checking; the box sees the synced project.
+    ran = project.ssh("cd /workspace && python hello.py")
+    assert ran.code == 0, ran.err
+    assert ran.out.startswith("hello /workspace 2.")
+    block = (home / ".local/share/deepbox/ssh_config").read_text()
+    assert f"ProxyJump tester@127.0.0.1:{server.port}" in block
+
+    # The box's port is published on the server's loopback only: not on this machine, not without the jump.
+    published = server.sh("docker ps --format '{{.Ports}}'")
+    assert f"127.0.0.1:{data['port']}->22/tcp" in published
+    direct = project.ssh("true", "-o", "ProxyJump=none", "-o", "ControlPath=none", "-o", "ConnectTimeout=5")
+    assert direct.code != 0
+    outer = docker_client.containers.get(server.container.name).attrs["NetworkSettings"]["Ports"]
+    assert list(outer) == ["22/tcp"]
+
+    # A new file on this machine reaches the box with the next sync.
+    (project.path / "second.py").write_text("print('second')\n")
+    assert project.deepbox("sync").code == 0
+    assert project.ssh("python /workspace/second.py").out.strip() == "second"
+
+    # PyCharm reaches the box by its alias (the jump is in the ssh config) and uploads on save.
+    ide = project.deepbox("ide", "pycharm")
+    assert ide.code == 0, ide.err
+    assert f'host="{project.alias}"' in (project.path / ".idea" / "sshConfigs.xml").read_text()
+    assert 'autoUpload="Always"' in (project.path / ".idea" / "deployment.xml").read_text()
+
+    status = project.deepbox("status", "--json")
+    assert status.code == 0, status.err
+    assert [row["box"] for row in json.loads(status.out)] == [f"tester-{project.name}"]
+    everywhere = project.deepbox("status", "--all-hosts", "--json")
+    assert everywhere.code == 0, everywhere.err
+    assert {"box": f"tester-{project.name}", "host": server.url()}.items() <= next(
+        row for row in json.loads(everywhere.out) if row["host"]
+    ).items()
+    local = docker_client.containers.list(all=True)
+    assert not any(c.labels.get("deepbox.box", "").endswith(project.name) for c in local)
+
+    down = project.deepbox("down")
+    assert down.code == 0, down.err
+    assert any(line.startswith(f"deepbox-tester-{project.name} Exited") for line in server_containers(server))
+    rm = project.deepbox("rm", "--volumes")
+    assert rm.code == 0, rm.err
+    assert server_containers(server) == []
+    assert server.sh(f"cat /home/tester/deepbox/{project.name}/second.py").strip() == "print('second')"
+
+
+def test_two_users_on_one_server_get_their_own_boxes_and_ports(server, tmp_path, home):
+    first = remote_project(tmp_path, home, "shared", f'host = "{server.url()}"\nframeworks = []')
+    # Another user, on their own machine (another HOME), with a box of the same name on the same server.
+    other_home = tmp_path / "other-home"
+    (other_home / ".ssh").mkdir(parents=True)
+    (other_home / ".ssh" / "config").write_text(server.client_config)
+    second_path = tmp_path / "other"
+    second_path.mkdir()
+    second = Project(second_path, first.name, other_home)
+    second.write_config(f'host = "{server.url("tester2")}"\nframeworks = []')
+    as_other = {"HOME": str(other_home)}
+    try:
+        one = first.deepbox("up", "--json", timeout=1500)
+        assert one.code == 0, one.err
+        two = second.deepbox("up", "--json", timeout=1500, env=as_other)
+        assert two.code == 0, two.err
+        assert json.loads(one.out)["port"] != json.loads(two.out)["port"]
+        names = {line.split()[0] for line in server_containers(server)}
+        assert names == {f"deepbox-tester-{first.name}", f"deepbox-tester2-{first.name}"}
+        assert first.ssh("id -un").out.strip() == "tester"
+        assert second.ssh("id -un").out.strip() == "tester2"
+        # Each user's status shows their box; down acts on the server's engine only.
+        mine = json.loads(second.deepbox("status", "--json", env=as_other).out)
+        assert {row["box"] for row in mine} == {f"tester-{first.name}", f"tester2-{first.name}"}
+    finally:
+        first.deepbox("rm", "--volumes")
+        second.deepbox("rm", "--volumes", env=as_other)
+        _close_masters(other_home / ".ssh" / "config", other_home)
+    assert server_containers(server) == []
+
+
+def test_faults_are_one_sentence_and_leave_nothing(server, tmp_path, home):
+    closed = remote_project(tmp_path, home, "closed", 'host = "ssh://tester@127.0.0.1:1"\nframeworks = []')
+    result = closed.deepbox("up")
+    assert result.code == 1 and "Cannot reach the server tester@127.0.0.1:1" in result.err
+    assert "Traceback" not in result.err
+
+    denied = remote_project(tmp_path, home, "denied", f'host = "{server.url("tester3")}"\nframeworks = []')
+    result = denied.deepbox("up")
+    assert result.code == 1 and "docker" in result.err and "Traceback" not in result.err
+
+    server.sh("python3 -m http.server 2299 --bind 127.0.0.1 >/dev/null 2>&1 & sleep 1")
+    taken = remote_project(tmp_path, home, "taken", f'host = "{server.url()}"\nframeworks = []\n[ssh]\nport = 2299')
+    result = taken.deepbox("up", timeout=1500)
+    assert result.code == 1 and "Port 2299 on the server" in result.err, result.err
+    assert server_containers(server) == []

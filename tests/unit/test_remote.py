@@ -1,0 +1,115 @@
+"""Boxes on a server: host URLs, the config resolved against the server account, rsync's command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deepbox import remote
+from deepbox.config import BoxConfig, resolve
+from deepbox.errors import ConfigError
+
+ACCOUNT = remote.Account(name="alice", uid=1500, gid=1600, home="/srv/home/alice")
+
+
+def remote_spec(tmp_path: Path, **settings):
+    config = BoxConfig(name="exp", host="ssh://alice@gpu1:2222", **settings)
+    return resolve(config, tmp_path, tmp_path / "deepbox.toml", ACCOUNT)
+
+
+@pytest.mark.parametrize(
+    ("url", "user", "hostname", "port", "jump"),
+    [
+        ("ssh://gpu1", None, "gpu1", None, "gpu1"),
+        ("ssh://alice@gpu1", "alice", "gpu1", None, "alice@gpu1"),
+        ("ssh://alice@10.0.0.5:2222", "alice", "10.0.0.5", 2222, "alice@10.0.0.5:2222"),
+    ],
+)
+def test_parse_ssh_urls(url, user, hostname, port, jump):
+    server = remote.parse(url)
+    assert (server.user, server.hostname, server.port, server.jump) == (user, hostname, port, jump)
+
+
+@pytest.mark.parametrize("url", ["gpu1", "tcp://gpu1:2375", "ssh://", "ssh://gpu1/path", "ssh://gpu1:port"])
+def test_other_urls_are_one_sentence(url):
+    with pytest.raises(ConfigError) as caught:
+        remote.parse(url)
+    assert "ssh://user@server" in caught.value.message
+
+
+def test_effective_host_order(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "ssh://env-server")
+    assert remote.effective_host("ssh://option", "ssh://config") == "ssh://option"
+    assert remote.effective_host(None, "ssh://config") == "ssh://config"
+    assert remote.effective_host(None, "") == "ssh://env-server"
+    monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
+    assert remote.effective_host(None, "") == ""
+
+
+def test_remote_spec_mirrors_the_server_account_and_uses_server_paths(tmp_path):
+    spec = remote_spec(tmp_path, mounts=["~/data:/data:ro", "scratch:/scratch", "/mnt/big:/big"])
+    assert (spec.user.name, spec.user.uid, spec.user.gid) == ("alice", 1500, 1600)
+    assert spec.remote_path == "/srv/home/alice/deepbox/exp"
+    assert [(str(m.host), m.box, m.read_only) for m in spec.mounts] == [
+        ("/srv/home/alice/deepbox/exp", "/workspace", False),
+        ("/srv/home/alice/data", "/data", True),
+        ("/srv/home/alice/deepbox/exp/scratch", "/scratch", False),
+        ("/mnt/big", "/big", False),
+    ]
+    assert spec.engine_name == "alice-exp" and spec.container_name == "deepbox-alice-exp"
+    assert spec.alias == "deepbox-exp"  # what IDEs use stays the box's own name
+
+
+def test_remote_path_setting(tmp_path):
+    assert remote_spec(tmp_path, remote_path="/data/projects/{box}").remote_path == "/data/projects/exp"
+    assert remote_spec(tmp_path, remote_path="work/x").remote_path == "/srv/home/alice/work/x"
+
+
+def test_a_host_without_the_account_is_refused(tmp_path):
+    with pytest.raises(ConfigError):
+        resolve(BoxConfig(host="ssh://gpu1"), tmp_path, None)
+
+
+def test_local_spec_is_unchanged(tmp_path):
+    spec = resolve(BoxConfig(name="exp"), tmp_path, None)
+    assert spec.host == "" and spec.engine_name == "exp" and spec.mounts[0].host == tmp_path.resolve()
+
+
+def test_rsync_command_honours_gitignore_and_never_deletes_unless_asked(tmp_path):
+    server = remote.parse("ssh://alice@gpu1:2222")
+    command = remote.rsync_command(server, tmp_path, "/srv/home/alice/deepbox/exp", dry_run=True, delete=False)
+    assert command[0] == "rsync" and "--dry-run" in command and "--delete" not in command
+    assert "--filter=:- .gitignore" in command and "--exclude=/.git/" in command
+    assert command[-2:] == [f"{tmp_path}/", "alice@gpu1:/srv/home/alice/deepbox/exp/"]
+    shell = command[command.index("-e") + 1]
+    assert shell.startswith("ssh") and "-p 2222" in shell and "BatchMode=yes" in shell
+    assert "--delete" in remote.rsync_command(server, tmp_path, "/x/y/z", dry_run=False, delete=True)
+
+
+def test_sync_refuses_a_local_box_and_a_shallow_delete(tmp_path):
+    from deepbox import sync
+    from deepbox.errors import DeepboxError
+
+    with pytest.raises(DeepboxError, match="mounts the project folder directly"):
+        sync.push(resolve(BoxConfig(name="exp"), tmp_path, None))
+    shallow = remote_spec(tmp_path, remote_path="~")
+    with pytest.raises(DeepboxError, match="too close to the server's root"):
+        sync.push(shallow, delete=True)
+
+
+def test_pycharm_reaches_a_remote_box_by_its_alias_and_uploads_on_save(tmp_path):
+    from deepbox.box import UpResult
+    from deepbox.ide import pycharm
+
+    spec = remote_spec(tmp_path)
+    result = UpResult(
+        box="exp", alias="deepbox-exp", action="created", image="i", host="127.0.0.1", port=24000, user="alice",
+        workspace="/workspace", key=str(tmp_path / "key"), python="/opt/venv/bin/python", python_version="3.11.2",
+    )  # fmt: skip
+    pycharm.write_project(spec, result)
+    idea = tmp_path / ".idea"
+    assert 'host="deepbox-exp"' in (idea / "sshConfigs.xml").read_text()
+    assert 'autoUpload="Always"' in (idea / "deployment.xml").read_text()
+    mappings = (idea / "remote-mappings.xml").read_text()
+    assert 'local-root="$PROJECT_DIR$"' in mappings and "/srv/home" not in mappings
