@@ -1,6 +1,6 @@
 """Fixtures for tests against a real Docker engine, real sshd and the real OpenSSH client.
 
-Every box a test makes has a name starting with this session's prefix; teardown removes those
+Every box a test makes has a name starting with this test run's prefix; teardown removes those
 containers, their volumes and images (and snapshot images), even when a test fails. HOME points
 at a temporary folder, so the tester's own ~/.ssh and deepbox data are never touched.
 """
@@ -20,8 +20,8 @@ import pytest
 
 BASE_IMAGE = os.environ.get("DEEPBOX_TEST_BASE", "deepbox/debian:bookworm")
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-SESSION = uuid.uuid4().hex[:6]
-PREFIX = f"it{SESSION}"
+RUN_ID = uuid.uuid4().hex[:6]
+PREFIX = f"it{RUN_ID}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -59,7 +59,7 @@ def docker_client():
 
 
 def _reap(client) -> None:
-    """Remove every container, volume and image this session created (by name prefix and label)."""
+    """Remove every container, volume and image this test run created (by name prefix and label)."""
     for container in client.containers.list(all=True, filters={"label": "deepbox.box"}):
         if container.labels["deepbox.box"].startswith(PREFIX):
             container.remove(force=True)
@@ -74,7 +74,7 @@ def _reap(client) -> None:
 
 @pytest.fixture(scope="session")
 def home(tmp_path_factory) -> Iterator[Path]:
-    """A throwaway HOME for the whole session (boxes share the ssh config, as a user's would)."""
+    """A throwaway HOME for the whole test run (boxes share the ssh config, as a user's would)."""
     path = tmp_path_factory.mktemp("home")
     saved = {name: os.environ.get(name) for name in ("HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME")}
     os.environ["HOME"] = str(path)
@@ -147,7 +147,7 @@ def run_deepbox(project: Path, *args: str, timeout: float = 900, env: dict[str, 
 
 @pytest.fixture
 def make_project(tmp_path, home, docker_client):
-    """Factory: a project folder with a deepbox.toml whose box name carries this session's prefix."""
+    """Factory: a project folder with a deepbox.toml whose box name carries this test run's prefix."""
     made: list[Project] = []
 
     def make(slug: str, body: str = "", owner: tuple[int, int] | None = (4242, 4243)) -> Project:
