@@ -250,8 +250,7 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
             python_version, checks = checking.result()
     except BaseException:
         if action in ("created", "recreated"):
-            with contextlib.suppress(Exception):
-                container.remove(force=True)
+            _discard(spec, container)
         raise
     if spec.host:
         remember_host(spec.host)
@@ -314,39 +313,12 @@ def _create(
 
     for attempt in range(3):
         chosen = port or (free_server_port(engine) if spec.host else free_port(spec.ssh_bind))
-        container = engine.create(
-            image=tag,
-            name=spec.container_name,
-            hostname=spec.name,
-            detach=True,
-            init=True,
-            restart_policy={"Name": "unless-stopped"},
-            shm_size=spec.shm_size,
-            labels={
-                **labels,
-                LABEL_SPEC: tag.rsplit(":", 1)[1],
-                LABEL_RUN: _run_hash(spec, tag, public_key),
-                LABEL_ALIAS: spec.alias,
-            },
-            environment={
-                **dict(spec.env),
-                "DEEPBOX_AUTHORIZED_KEYS": public_key,
-                "DEEPBOX_SESSION_ENV": " ".join(name for name, _ in spec.env),
-                **({"DEEPBOX_JUPYTER_TOKEN": jupyter_token(spec.name)} if spec.jupyter else {}),
-            },
-            ports={
-                "22/tcp": (spec.ssh_bind, chosen),
-                **({"8888/tcp": (spec.ssh_bind, jupyter_port or free_port(spec.ssh_bind))} if spec.jupyter else {}),
-            },
-            volumes={
-                home_volume: {"bind": spec.user.home, "mode": "rw"},
-                key_volume: {"bind": "/etc/ssh/deepbox", "mode": "rw"},
-                **{str(m.host): {"bind": m.box, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts},
-            },
-            # authorized_keys lives on a tmpfs: never in the container layer, so never in a snapshot.
-            tmpfs={"/run/deepbox": "mode=0755"},
-            **({"device_requests": [DeviceRequest(**r) for r in spec.gpus.docker()]} if spec.gpus.wanted else {}),
-        )
+        run_hash = _run_hash(spec, tag, public_key)
+        try:
+            container = _create_container(engine, spec, tag, labels, run_hash, public_key, chosen, jupyter_port)
+        except BaseException:
+            _remove_half_created(spec, run_hash)
+            raise
         try:
             where = f"{spec.host} (its 127.0.0.1:{chosen})" if spec.host else f"{connect_host(spec)}:{chosen}"
             reporter.step(f"Starting box '{spec.name}' on {where}")
@@ -360,6 +332,77 @@ def _create(
             container.remove(force=True)
             raise
     raise AssertionError("unreachable")
+
+
+def _discard(spec: Spec, container: Any) -> None:
+    """Remove a box that never became ready. If Ctrl-C broke the client's connection mid-request,
+    a fresh client does it."""
+    try:
+        container.remove(force=True)
+    except Exception:
+        with contextlib.suppress(Exception):
+            Engine(spec.host).client.containers.get(container.id).remove(force=True)
+
+
+def _remove_half_created(spec: Spec, run_hash: str) -> None:
+    """Create was interrupted (Ctrl-C) while the engine still worked on it: the engine finishes on its
+    own, so look for the container for a moment and remove it. A fresh client, since the interrupted
+    one may hold an unread answer on its connection."""
+    with contextlib.suppress(Exception):
+        engine = Engine(spec.host)
+        for _ in range(30):
+            made = engine.container(spec.container_name)
+            if made is not None:
+                if made.labels.get(LABEL_RUN) == run_hash:
+                    made.remove(force=True)
+                return
+            time.sleep(0.1)
+
+
+def _create_container(
+    engine: Engine,
+    spec: Spec,
+    tag: str,
+    labels: dict[str, str],
+    run_hash: str,
+    public_key: str,
+    chosen: int,
+    jupyter_port: int | None,
+) -> Any:
+    home_volume, key_volume = volume_names(spec.engine_name)
+    return engine.create(
+        image=tag,
+        name=spec.container_name,
+        hostname=spec.name,
+        detach=True,
+        init=True,
+        restart_policy={"Name": "unless-stopped"},
+        shm_size=spec.shm_size,
+        labels={
+            **labels,
+            LABEL_SPEC: tag.rsplit(":", 1)[1],
+            LABEL_RUN: run_hash,
+            LABEL_ALIAS: spec.alias,
+        },
+        environment={
+            **dict(spec.env),
+            "DEEPBOX_AUTHORIZED_KEYS": public_key,
+            "DEEPBOX_SESSION_ENV": " ".join(name for name, _ in spec.env),
+            **({"DEEPBOX_JUPYTER_TOKEN": jupyter_token(spec.name)} if spec.jupyter else {}),
+        },
+        ports={
+            "22/tcp": (spec.ssh_bind, chosen),
+            **({"8888/tcp": (spec.ssh_bind, jupyter_port or free_port(spec.ssh_bind))} if spec.jupyter else {}),
+        },
+        volumes={
+            home_volume: {"bind": spec.user.home, "mode": "rw"},
+            key_volume: {"bind": "/etc/ssh/deepbox", "mode": "rw"},
+            **{str(m.host): {"bind": m.box, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts},
+        },
+        # authorized_keys lives on a tmpfs: never in the container layer, so never in a snapshot.
+        tmpfs={"/run/deepbox": "mode=0755"},
+        **({"device_requests": [DeviceRequest(**r) for r in spec.gpus.docker()]} if spec.gpus.wanted else {}),
+    )
 
 
 def _port_taken(spec: Spec, port: int) -> DeepboxError:

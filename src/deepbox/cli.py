@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -607,6 +608,15 @@ def bootstrap(suite: str, tag: str | None, mirror: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; errors become one sentence and an exit code (tracebacks only with --debug)."""
+    code = _run(argv)
+    if argv is None:
+        # The command is done: a Ctrl-C while the interpreter shuts down must not turn its result into
+        # a KeyboardInterrupt (in-process callers such as tests keep their own Ctrl-C).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("DEEPBOX_DEBUG"))
     try:
