@@ -190,8 +190,9 @@ def up(spec: Spec, reporter: Reporter) -> UpResult:
 
 def _up(spec: Spec, reporter: Reporter) -> UpResult:
     # Unknown, refused or incompatible frameworks fail here, before any Docker call.
-    frameworks = plan_for(spec).frameworks
-    context = render(spec)
+    plan = plan_for(spec)
+    frameworks = plan.frameworks
+    context = render(spec, plan)
     key = ssh.ensure_client_key(spec.name, spec.ssh_key)
     engine = Engine(spec.host)
     existing = engine.container(spec.container_name)

@@ -6,6 +6,7 @@ Heavy modules (docker, pydantic, rich) are imported inside the commands so `deep
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -71,9 +72,9 @@ def _spec(ctx: click.Context) -> Spec:
 def _target(ctx: click.Context, name: str | None) -> tuple[str, str]:
     """(the box's name on the engine, the engine's host) for NAME or this project's box."""
     spec = _spec(ctx)
-    if name is None:
-        return spec.engine_name, spec.host
-    return (f"{spec.server_user}-{name}" if spec.host else name), spec.host
+    if name is not None:
+        spec = dataclasses.replace(spec, name=name)
+    return spec.engine_name, spec.host
 
 
 def _status_host(ctx: click.Context) -> str:

@@ -160,8 +160,9 @@ CHECK_MODULES = {
 }
 
 
-def render(spec: Spec) -> BuildContext:
-    plan = plan_for(spec)
+def render(spec: Spec, plan: catalog.Plan | None = None) -> BuildContext:
+    """The Dockerfile and build context for a spec (plan: the spec's catalog plan, when already made)."""
+    plan = plan or plan_for(spec)
     files: dict[str, bytes] = {
         "deepbox/sshd_config": _asset("sshd_config").replace("{user}", spec.user.name).encode(),
         "deepbox/entrypoint.sh": _asset("entrypoint.sh").encode(),

@@ -193,7 +193,8 @@ def run(spec: Spec) -> list[Finding]:
     else:
         port_free = bool(spec.ssh_port) and port_is_free(spec.ssh_bind, spec.ssh_port)
     findings.append(port_finding(spec, port_free, held))
-    if engine.image(spec.base) is None:
+    has_base = engine.image(spec.base) is not None
+    if not has_base:
         findings.append(
             Finding(
                 "base",
@@ -208,7 +209,7 @@ def run(spec: Spec) -> list[Finding]:
     gpu_results = gpu_findings(spec, smi, info)
     findings += gpu_results
     wanted = spec.gpus.wanted
-    if wanted and all(f.level != "error" for f in gpu_results) and engine.image(spec.base) is not None:
+    if wanted and all(f.level != "error" for f in gpu_results) and has_base:
         from docker.types import DeviceRequest
 
         try:

@@ -96,11 +96,6 @@ class Engine:
                 ) from exc
             raise _unreachable(exc) from exc
 
-    def close(self) -> None:
-        if self._tunnel is not None:
-            self.client.close()
-            self._tunnel.close()
-
     def published_ports(self) -> set[int]:
         """Host ports any container on this engine publishes (to choose a free one on a server)."""
         used: set[int] = set()
