@@ -24,6 +24,8 @@ import docker
 from deepbox import catalog
 from deepbox.config import BoxConfig, resolve
 from deepbox.dockerfile import plan_for, render
+from deepbox.engine import Engine
+from deepbox.errors import DeepboxError
 
 LABEL = "deepbox.bench"
 CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -73,18 +75,10 @@ def smoke(client: Any, name: str, base: str, project: Path) -> dict[str, Any]:
     tag = f"deepbox-smoke/{name}:{context.spec_hash}"
     started = time.monotonic()
     error = ""
-    for chunk in client.api.build(
-        fileobj=context.tar(),
-        custom_context=True,
-        tag=tag,
-        rm=True,
-        forcerm=True,
-        decode=True,
-        labels={LABEL: "catalog-smoke"},
-    ):
-        if "error" in chunk:
-            error = chunk["error"].strip()
-            break
+    try:
+        Engine().build(context, tag, {LABEL: "catalog-smoke"}, None, lambda _line: None)
+    except DeepboxError as exc:
+        error = exc.message
     row["seconds"] = round(time.monotonic() - started, 1)
     if error:
         row["note"] = f"build failed: {error[-200:]}"
