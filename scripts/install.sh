@@ -48,11 +48,6 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
     $sudo .venv/bin/deepbox base bootstrap --suite bookworm --tag "$base"
 fi
 
-if [ "$(id -u)" -eq 0 ]; then
-    # The box never logs in as root: as root, it mirrors the project folder's owner, so give the
-    # example to the box's default user (dev, UID 1000) for the box to be able to write outputs.
-    chown -R 1000:1000 examples/digits
-fi
 echo "> Bringing up the example box"
 (cd examples/digits && "$root/.venv/bin/deepbox" up)
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from docker.types import DeviceRequest
 from filelock import FileLock, Timeout
 
-from deepbox import catalog, paths, remote, ssh
+from deepbox import baseimage, catalog, paths, remote, ssh
 from deepbox.config import Spec
 from deepbox.dockerfile import VENV, BuildContext, plan_for, render
 from deepbox.engine import (
@@ -39,6 +39,7 @@ from deepbox.engine import (
 from deepbox.errors import DeepboxError
 
 HOST_KEY = "/etc/ssh/deepbox/ssh_host_ed25519_key.pub"
+SSHD_NOTES = "/run/deepbox/notes"  # written by the box's sshd-config.sh
 READY_TIMEOUT = 90.0
 BOOTSTRAP_HINT = "deepbox base bootstrap --tag {tag}"
 
@@ -57,6 +58,7 @@ class FrameworkCheck:
     gpu: bool | None = None
     gpu_count: int | None = None  # how many GPUs it sees, for frameworks that can count them
     error: str = ""
+    from_base: bool = False  # the base image's own copy, not one deepbox installed
 
 
 @dataclass
@@ -74,6 +76,7 @@ class UpResult:
     python_version: str
     jupyter_url: str | None = None
     frameworks: list[FrameworkCheck] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # weaker choices an old OpenSSH in the box forced
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -189,10 +192,9 @@ def up(spec: Spec, reporter: Reporter) -> UpResult:
 
 
 def _up(spec: Spec, reporter: Reporter) -> UpResult:
-    # Unknown, refused or incompatible frameworks fail here, before any Docker call.
-    plan = plan_for(spec)
-    frameworks = plan.frameworks
-    context = render(spec, plan)
+    # Unknown, refused or conflicting frameworks fail here, before any Docker call; versions, Python
+    # and CUDA are checked against what the base image has, once it is read.
+    catalog.check_names(spec.framework_names)
     key = ssh.ensure_client_key(spec.name, spec.ssh_key)
     engine = Engine(spec.host)
     existing = engine.container(spec.container_name)
@@ -201,10 +203,14 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
             f"A box named '{spec.name}' already belongs to {existing.labels.get(LABEL_PROJECT, 'another project')}; "
             f'set name = "..." in {spec.source or "deepbox.toml"} to give this project its own box.'
         )
+    _ensure_base(engine, spec.base, reporter)
+    facts = baseimage.facts(engine, spec.base)
+    plan = plan_for(spec, facts)
+    frameworks = plan.frameworks
+    context = render(spec, plan, facts)
 
     tag = image_tag(spec, context)
     if engine.image(tag) is None:
-        _ensure_base(engine, spec.base, reporter)
         reporter.step(f"Building image {tag}")
         labels = {LABEL_BOX: spec.engine_name, LABEL_PROJECT: str(spec.project), LABEL_SPEC: context.spec_hash}
         engine.build(context, tag, labels, spec.build_network, reporter.build_line)
@@ -236,7 +242,10 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
         port = published_port(container) or port
         jump = remote.parse(spec.host).jump if spec.host else None
         endpoint = ssh.Endpoint(spec.alias, connect_host(spec), port, spec.user.name, key, jump)
-        ssh.pin_host_key(spec.alias, _host_key(engine, container))
+        host_key, notes = _host_key(engine, container)
+        for note in notes:
+            reporter.step(f"Note: {note}")
+        ssh.pin_host_key(spec.alias, host_key)
         ssh.write_host(endpoint)
         # The framework check goes through the Docker API, not SSH: run it while SSH comes up.
         reporter.step(f"Waiting for SSH on {endpoint.host}:{port} and checking frameworks inside the box")
@@ -255,6 +264,9 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
         raise
     if spec.host:
         remember_host(spec.host)
+    provided = {item.name for item in plan.selected if item.provided}
+    for check in checks:
+        check.from_base = check.name in provided
     failed = [check for check in checks if not check.ok]
     if failed:
         first = failed[0]
@@ -262,10 +274,12 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
             f"Framework '{first.name}' does not import in the box: {first.error}. Fix its version or "
             f"packages in {spec.source or 'deepbox.toml'} and run `deepbox up` again."
         )
-    return _result(spec, container, action, key, python_version, checks)
+    return _result(spec, container, action, key, python_version, checks, notes)
 
 
 def _warn_unwritable_mounts(spec: Spec, reporter: Reporter) -> None:
+    if spec.user.uid == 0:
+        return  # a root box user writes everywhere
     for mount in spec.mounts:
         if mount.read_only or not mount.host.exists():
             continue
@@ -419,8 +433,9 @@ def _port_taken(spec: Spec, port: int) -> DeepboxError:
     )
 
 
-def _host_key(engine: Engine, container: Any) -> str:
-    """The box's host public key, read through the Docker API (authenticated, out of band)."""
+def _host_key(engine: Engine, container: Any) -> tuple[str, list[str]]:
+    """The box's host public key, read through the Docker API (authenticated, out of band), and the
+    notes the box wrote on choices its OpenSSH forced (they exist once its sshd_config does)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         container.reload()
@@ -430,9 +445,10 @@ def _host_key(engine: Engine, container: Any) -> str:
                 "Fix the cause, then run `deepbox up` again.",
                 detail=_log_tail(engine, container),
             )
-        code, output = engine.exec(container, ["cat", HOST_KEY])
-        if code == 0 and output.startswith("ssh-"):
-            return output.strip()
+        code, output = engine.exec(container, ["cat", SSHD_NOTES, HOST_KEY])
+        lines = output.strip().splitlines()
+        if code == 0 and lines and lines[-1].startswith("ssh-"):
+            return lines[-1], lines[:-1]
         time.sleep(0.2)
     raise DeepboxError(
         "The box did not create its SSH host key within 30 s; see its log below.",
@@ -535,7 +551,13 @@ def describe(spec: Spec) -> UpResult:
 
 
 def _result(
-    spec: Spec, container: Any, action: str, key: Path, python_version: str, checks: list[FrameworkCheck]
+    spec: Spec,
+    container: Any,
+    action: str,
+    key: Path,
+    python_version: str,
+    checks: list[FrameworkCheck],
+    notes: list[str] | None = None,
 ) -> UpResult:
     jupyter_port = published_port(container, "8888/tcp") if spec.jupyter else None
     return UpResult(
@@ -554,6 +576,7 @@ def _result(
             f"http://{connect_host(spec)}:{jupyter_port}/lab?token={jupyter_token(spec.name)}" if jupyter_port else None
         ),
         frameworks=checks,
+        notes=notes or [],
     )
 
 

@@ -213,7 +213,7 @@ def _print_up(result: UpResult) -> None:
         gpu = "-" if check.gpu is None else ("yes" if check.gpu else "no")
         if check.gpu_count:
             gpu = f"yes ({check.gpu_count})"
-        table.add_row(check.name, check.version, gpu)
+        table.add_row(check.name, check.version + (" (base image)" if check.from_base else ""), gpu)
     console.print(table)
     console.print(
         f"[green]Box '{result.box}' is {result.action}[/]: ssh {result.alias}  "
@@ -386,7 +386,10 @@ def dockerfile(
     if frameworks is None:
         if cuda or python_version or base:
             raise click.UsageError("--cuda, --python and --base go with --frameworks.")
-        click.echo(generator.render(_spec(ctx)).dockerfile, nl=False)
+        from deepbox.baseimage import known_facts
+
+        spec = _spec(ctx)
+        click.echo(generator.render(spec, facts=known_facts(spec.host, spec.base)).dockerfile, nl=False)
         return
     names = [name.strip() for name in frameworks.split(",") if name.strip()]
     context = generator.standalone(names, cuda=cuda, python=python_version, base=base)
@@ -576,10 +579,11 @@ def export() -> None:
 def export_devcontainer(ctx: click.Context, force: bool) -> None:
     """Write .devcontainer/ (devcontainer.json + the Dockerfile) for VS Code Dev Containers, Codespaces, PyCharm."""
     from deepbox import devcontainer
+    from deepbox.baseimage import known_facts
     from deepbox.dockerfile import render
 
     spec = _spec(ctx)
-    written = devcontainer.export(spec, render(spec), force=force)
+    written = devcontainer.export(spec, render(spec, facts=known_facts(spec.host, spec.base)), force=force)
     console = _console(stderr=False)
     for path in written:
         console.print(f"Wrote {path}")
@@ -593,17 +597,28 @@ def base() -> None:
 
 
 @base.command()
-@click.option("--suite", default="bookworm", show_default=True, help="Debian release to bootstrap.")
-@click.option("--tag", default=None, help="Image name to import as [default: deepbox/debian:SUITE].")
-@click.option("--mirror", default=None, help="Debian mirror [default: deb.debian.org].")
-def bootstrap(suite: str, tag: str | None, mirror: str | None) -> None:
-    """Build a minimal Debian base image from Debian packages (debootstrap + docker import)."""
+@click.option(
+    "--suite",
+    default="bookworm",
+    show_default=True,
+    help="Debian (bullseye, bookworm, trixie) or Ubuntu (bionic, focal, jammy, noble) release to bootstrap.",
+)
+@click.option("--tag", default=None, help="Image name [default: deepbox/debian:SUITE or deepbox/ubuntu:SUITE].")
+@click.option("--mirror", default=None, help="Package mirror [default: deb.debian.org or archive.ubuntu.com].")
+@click.option(
+    "--keyring",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Archive keyring that signs the suite [default for Ubuntu: /usr/share/keyrings/ubuntu-archive-keyring.gpg].",
+)
+def bootstrap(suite: str, tag: str | None, mirror: str | None, keyring: Path | None) -> None:
+    """Build a minimal Debian or Ubuntu base image from its packages (debootstrap + docker import)."""
     from deepbox import base as base_images
 
     reporter = ConsoleReporter()
     target = tag or base_images.default_tag(suite)
-    reporter.step(f"Bootstrapping Debian {suite} into {target}")
-    base_images.bootstrap(suite, target, mirror or base_images.DEFAULT_MIRROR, reporter.build_line)
+    reporter.step(f"Bootstrapping {base_images.distribution(suite).name.capitalize()} {suite} into {target}")
+    base_images.bootstrap(suite, target, mirror, reporter.build_line, keyring)
     _console().print(f'Base image {target} is ready: set base = "{target}" in deepbox.toml.')
 
 

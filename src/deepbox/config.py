@@ -28,7 +28,8 @@ CONFIG_FILE = "deepbox.toml"
 DEFAULT_BASE = "debian:bookworm-slim"
 DEFAULT_FRAMEWORKS = ("numpy", "scikit-learn")
 DEFAULT_WORKSPACE = "/workspace"
-ROOT_FALLBACK_USER = ("dev", 1000, 1000)
+ROOT_USER = ("root", 0, 0)
+NAMED_USER_FALLBACK = (1000, 1000)  # a [user] name set on a root host, without a uid
 
 _BOX_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 _USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -66,7 +67,10 @@ class UserSettings(_Section):
     @classmethod
     def _valid_name(cls, value: str | None) -> str | None:
         if value is not None and (value == "root" or not _USER_NAME.match(value)):
-            raise ValueError("must be a lower-case Linux user name other than root")
+            raise ValueError(
+                "must be a lower-case Linux user name other than root (the box user is root only by default, "
+                "on a root host whose project folder is root's)"
+            )
         return value
 
 
@@ -169,7 +173,7 @@ class BoxUser:
 
     @property
     def home(self) -> str:
-        return f"/home/{self.name}"
+        return "/root" if self.uid == 0 else f"/home/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -247,14 +251,15 @@ def sanitize_box_name(folder_name: str) -> str:
 def host_user(project: Path) -> BoxUser:
     """The user the box mirrors, so files it writes to mounted folders keep their owner.
 
-    The box never logs in as root: when deepbox runs as root, the box user takes the UID/GID of
-    the project folder's owner, or 'dev' 1000:1000 when root owns that too.
+    When deepbox runs as root, the box user takes the UID/GID of the project folder's owner; when
+    root owns that too (a rented GPU machine used as root), the box user is root, so the box can
+    write the project and the mounts root made, and their files stay root's.
     """
     uid, gid = os.getuid(), os.getgid()
     if uid == 0:
         owner = project.stat()
         if owner.st_uid == 0:
-            return BoxUser(*ROOT_FALLBACK_USER)
+            return BoxUser(*ROOT_USER)
         uid, gid = owner.st_uid, owner.st_gid
     try:
         name = pwd.getpwuid(uid).pw_name.lower()
@@ -387,6 +392,9 @@ def resolve(config: BoxConfig, project: Path, source: Path | None, server: Accou
     if config.host and server is None:
         raise ConfigError(f"{source or CONFIG_FILE}: host is set, so the server's account is needed to resolve it.")
     defaults = BoxUser(server.name, server.uid, server.gid) if server else host_user(project)
+    if defaults.uid == 0 and config.user.name:
+        # A named user on a root host (or a server account that is root): not root's UID.
+        defaults = BoxUser(config.user.name, *NAMED_USER_FALLBACK)
     user = BoxUser(
         config.user.name or defaults.name,
         config.user.uid or defaults.uid,

@@ -43,3 +43,8 @@ def remote_hosts() -> Path:
 def framework_checks(container_id: str) -> Path:
     """The last passing framework check of one container (see box.verify)."""
     return data_dir() / "checks" / f"{container_id}.json"
+
+
+def base_facts(image_id: str) -> Path:
+    """What one base image has (see baseimage.facts), by image id."""
+    return data_dir() / "bases" / f"{image_id.removeprefix('sha256:')}.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deepbox import catalog
+from deepbox.baseimage import BaseFacts
 from deepbox.catalog import ALIASES, ENTRIES, FRAMEWORKS, PRESETS, Framework, lookup, plan, resolve
 from deepbox.catalog.model import TIERS, Request, version_tuple
 from deepbox.errors import ConfigError
@@ -367,3 +368,68 @@ def test_driver_support_and_minor_version_compatibility():
     assert cuda.tag("12.4") == "cu124"
     assert cuda.pick_tag("12.9", ("cu118", "cu126", "cu129")) == "cu129"
     assert cuda.pick_tag("12.4", ("cu118", "cu126")) is None
+
+
+# A base image that already has frameworks (Deepo, NVIDIA's and PyTorch's images) ------------------
+
+DEEPO = BaseFacts(
+    image_id="sha256:deepo",
+    os="ubuntu",
+    codename="bionic",
+    python="3.6.9",
+    python_path="/usr/local/bin/python3",
+    packages={"torch": "1.10.0+cpu", "numpy": "1.19.5", "tensorflow-gpu": "2.4.1", "transformers": "4.18.0"},
+)
+
+
+def selected(box_plan) -> dict[str, object]:
+    return {item.name: item for item in box_plan.selected}
+
+
+def test_frameworks_the_base_has_are_used_not_installed_again():
+    box = selected(plan(["pytorch", "tensorflow", "tqdm"], base="ufoym/deepo:all-py36", facts=DEEPO))
+    assert box["pytorch"].provided == "1.10.0+cpu" and box["pytorch"].packages == ()
+    assert box["numpy"].provided == "1.19.5" and box["numpy"].packages == ()
+    assert box["tensorflow"].provided == "2.4.1", "tensorflow-gpu provides the tensorflow module"
+    assert box["pytorch"].index_urls == (), "nothing to fetch from the vendor index"
+    assert box["tqdm"].provided == "" and box["tqdm"].packages == ("tqdm",)
+
+
+def test_the_box_python_and_suite_come_from_the_base_facts():
+    box_plan = plan(["numpy"], base="ufoym/deepo:cpu", facts=DEEPO)
+    assert box_plan.python == "3.6"
+    assert box_plan.system_site_packages, "the venv sees the base's packages"
+    # A release pin checks against the base's Python, which the image name does not tell.
+    with pytest.raises(ConfigError, match=r"Python 3\.6"):
+        plan(["scikit-learn"], base="ufoym/deepo:cpu", facts=DEEPO)
+
+
+def test_a_pin_the_base_does_not_meet_is_refused_with_the_reason():
+    with pytest.raises(ConfigError) as info:
+        plan(["pytorch==2.13.*"], base="ufoym/deepo:cpu", facts=DEEPO)
+    message = str(info.value)
+    assert "already has torch 1.10.0+cpu" in message and "pytorch==2.13.*" in message
+    assert "drop the version" in message
+    box = selected(plan(["pytorch==1.10.*"], base="ufoym/deepo:cpu", facts=DEEPO))
+    assert box["pytorch"].provided == "1.10.0+cpu"
+
+
+def test_only_missing_packages_of_a_framework_are_installed():
+    box = selected(plan(["transformers"], base="ufoym/deepo:cpu", facts=DEEPO))
+    assert box["transformers"].provided == "4.18.0"
+    assert box["transformers"].packages == ("datasets", "accelerate")
+
+
+def test_another_python_than_the_base_s_uses_none_of_its_packages():
+    box_plan = plan(["pytorch"], python="3.11", base="ufoym/deepo:cpu", facts=DEEPO)
+    assert not any(item.provided for item in box_plan.selected)
+    assert not box_plan.system_site_packages
+
+
+def test_a_base_without_python_gets_the_suite_s_python():
+    facts = BaseFacts(image_id="sha256:slim", os="debian", codename="bullseye")
+    box_plan = plan(["caffe"], base="my-registry/debian-11", facts=facts)
+    assert box_plan.python == "3.9"
+    assert box_plan.system_site_packages
+    with pytest.raises(ConfigError, match="bullseye"):
+        plan(["darknet"], base="my-registry/debian-11", facts=facts)

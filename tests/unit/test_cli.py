@@ -116,7 +116,7 @@ def test_usage_errors_exit_2(capsys):
 
 
 def test_unexpected_errors_are_one_sentence_with_a_hint(make_project, monkeypatch, capsys):
-    def explode(spec):
+    def explode(spec, **_):
         raise RuntimeError("boom")
 
     monkeypatch.setattr("deepbox.dockerfile.render", explode)

@@ -326,14 +326,21 @@ def test_duplicate_box_path_with_trailing_slash_is_refused(make_project):
 
 
 @pytest.mark.skipif(not RUNNING_AS_ROOT, reason="the root -> project owner mapping applies only when run as root")
-def test_root_with_a_root_owned_project_gets_dev_1000(make_project):
+def test_root_with_a_root_owned_project_gets_root(make_project):
     project = make_project()
     assert project.stat().st_uid == 0
 
     user = load_spec(project).user
 
-    assert (user.name, user.uid, user.gid) == ("dev", 1000, 1000)
-    assert user.home == "/home/dev"
+    assert (user.name, user.uid, user.gid) == ("root", 0, 0)
+    assert user.home == "/root"
+
+
+@pytest.mark.skipif(not RUNNING_AS_ROOT, reason="the root -> project owner mapping applies only when run as root")
+def test_root_with_a_named_user_gets_that_user_with_uid_1000(make_project):
+    user = load_spec(make_project('[user]\nname = "dev"\n')).user
+
+    assert (user.name, user.uid, user.gid, user.home) == ("dev", 1000, 1000, "/home/dev")
 
 
 @pytest.mark.skipif(not RUNNING_AS_ROOT, reason="chown and the root -> project owner mapping need root")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from deepbox.baseimage import BaseFacts
 from deepbox.config import load_spec
 from deepbox.dockerfile import render, standalone
 from deepbox.errors import ConfigError
@@ -33,15 +34,40 @@ def runs(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("RUN ")]
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_golden_dockerfiles(make_project, case):
-    project = make_project(CASES[case] + USER, folder="golden")
-    text = render(load_spec(project)).dockerfile
+# A Deepo-like base: frameworks in a conda Python 3.6 that is first on the image's PATH.
+DEEPO = BaseFacts(
+    image_id="sha256:deepo",
+    path="/opt/conda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    os="ubuntu",
+    codename="bionic",
+    python="3.6.9",
+    python_path="/opt/conda/bin/python3",
+    packages={"torch": "1.10.0", "numpy": "1.19.5"},
+)
+
+
+def check_golden(case: str, text: str) -> None:
     path = GOLDEN / f"{case}.Dockerfile"
     if os.environ.get("DEEPBOX_UPDATE_GOLDEN"):
         path.write_text(text)
     assert path.is_file(), f"no golden file {path.name}: run with DEEPBOX_UPDATE_GOLDEN=1"
     assert text == path.read_text(), f"{path.name} changed; review and regenerate with DEEPBOX_UPDATE_GOLDEN=1"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden_dockerfiles(make_project, case):
+    project = make_project(CASES[case] + USER, folder="golden")
+    check_golden(case, render(load_spec(project)).dockerfile)
+
+
+def test_golden_dockerfile_on_a_base_that_has_frameworks(make_project):
+    config = 'frameworks = ["pytorch", "tqdm"]\nbase = "ufoym/deepo:pytorch-py36-cpu"\n'
+    text = render(load_spec(make_project(config + USER, folder="golden")), facts=DEEPO).dockerfile
+    check_golden("deepo-base", text)
+    assert "python3 -m venv --system-site-packages /opt/venv" in text
+    assert "torch" not in "".join(runs(text)), "the base's torch is used, not installed again"
+    assert "ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:/opt/conda/bin:/usr/local/sbin:" in text
+    assert "not read" not in text
 
 
 def test_adding_a_library_keeps_the_heavy_layers(make_project):

@@ -4,6 +4,12 @@
 set -eu
 name=$1 uid=$2 gid=$3
 
+# On a root host whose project is root's, the box user is root itself (still key-only).
+if [ "$uid" = 0 ]; then
+    usermod -s /bin/bash -p '*' root
+    exit 0
+fi
+
 if ! getent group "$gid" >/dev/null; then
     if getent group "$name" >/dev/null; then groupmod -g "$gid" "$name"; else groupadd -g "$gid" "$name"; fi
 fi

@@ -1,11 +1,12 @@
 #!/bin/sh
-# deepbox entrypoint: prepare sshd's runtime state, check the configuration, then become sshd.
+# deepbox entrypoint: prepare sshd's runtime state, write its configuration for the OpenSSH this
+# image has, check it, then become sshd.
 set -eu
 
 KEY_DIR=/etc/ssh/deepbox
 RUN_DIR=/run/deepbox
 
-install -d -m 0755 /run/sshd "$RUN_DIR" "$RUN_DIR/authorized_keys" "$RUN_DIR/sshd_config.d"
+install -d -m 0755 /run/sshd "$RUN_DIR"
 
 # The host key is made on the first start and kept on a volume, so it survives restarts and rebuilds.
 if [ ! -s "$KEY_DIR/ssh_host_ed25519_key" ]; then
@@ -13,24 +14,9 @@ if [ ! -s "$KEY_DIR/ssh_host_ed25519_key" ]; then
     ssh-keygen -q -t ed25519 -N '' -C "deepbox-host" -f "$KEY_DIR/ssh_host_ed25519_key"
 fi
 
-# Public keys arrive through the container's settings at run time, never through an image layer.
-printf '%s\n' "${DEEPBOX_AUTHORIZED_KEYS:?no authorized key given}" >"$RUN_DIR/authorized_keys/$DEEPBOX_USER"
-chmod 0644 "$RUN_DIR/authorized_keys/$DEEPBOX_USER"
-
-# sshd does not pass the container's environment on to login sessions: hand it over explicitly.
-{
-    printf 'SetEnv'
-    for name in PATH VIRTUAL_ENV LANG PIP_CERT SSL_CERT_FILE REQUESTS_CA_BUNDLE ${DEEPBOX_SESSION_ENV:-}; do
-        eval "value=\${$name-}"
-        if [ -n "$value" ]; then printf ' %s="%s"' "$name" "$value"; fi
-    done
-    printf '\n'
-} >"$RUN_DIR/sshd_config.d/10-env.conf"
-
-# OpenSSH 9.8+ penalises sources that fail often; behind Docker's port proxy every client is one source.
-if /usr/sbin/sshd -t -o PerSourcePenalties=no >/dev/null 2>&1; then
-    echo "PerSourcePenalties no" >"$RUN_DIR/sshd_config.d/20-penalties.conf"
-fi
+# sshd_config, authorized_keys (from the container's settings) and notes on weaker choices, all on
+# the /run tmpfs. `deepbox up` reads the notes once they exist.
+/usr/local/lib/deepbox/sshd-config.sh "$RUN_DIR"
 
 # JupyterLab, when the box runs it: the token goes to a file only the box user can read (never
 # onto a command line), and a supervisor restarts the server if it dies.
@@ -42,5 +28,5 @@ if [ -n "${DEEPBOX_JUPYTER_TOKEN:-}" ]; then
     /usr/local/bin/deepbox-jupyter &
 fi
 
-/usr/sbin/sshd -t
-exec /usr/sbin/sshd -D -e
+/usr/sbin/sshd -t -f "$RUN_DIR/sshd_config"
+exec /usr/sbin/sshd -D -e -f "$RUN_DIR/sshd_config"

@@ -28,6 +28,11 @@ def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def normalize(name: str) -> str:
+    """A distribution name as PEP 503 compares them: 'Scikit_Learn' -> 'scikit-learn'."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def series(text: str) -> str:
     """The major.minor series of a version: '2.5.1' -> '2.5'."""
     return ".".join(str(n) for n in version_tuple(text)[:2])
@@ -69,6 +74,8 @@ class Framework:
     depends: tuple[str, ...] = ()
     conflicts: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    # Other distributions that provide the same module in a base image (tensorflow-gpu, opencv-contrib-python).
+    dists: tuple[str, ...] = ()
     tier: Tier = "library"
     version: str = ""  # default series pin ('2.13' -> '==2.13.*'); '' leaves the choice to the resolver
     releases: tuple[Release, ...] = ()  # known series, oldest first; empty: any version, any Python 3.8+
@@ -132,6 +139,7 @@ class Selected:
     packages: tuple[str, ...]
     index_urls: tuple[str, ...] = ()
     apt: tuple[str, ...] = ()
+    provided: str = ""  # the version the base image's Python already has; "" when deepbox installs it
 
     @property
     def name(self) -> str:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from deepbox.catalog import cuda as cuda_table
 from deepbox.catalog.entries import ENTRIES, PRESETS
-from deepbox.catalog.model import TIERS, Framework, Plan, Release, Request, Selected, version_tuple
+from deepbox.catalog.model import TIERS, Framework, Plan, Release, Request, Selected, normalize, version_tuple
 from deepbox.errors import ConfigError
+
+if TYPE_CHECKING:
+    from deepbox.baseimage import BaseFacts
 
 FRAMEWORKS: dict[str, Framework] = {fw.name: fw for fw in ENTRIES}
 ALIASES: dict[str, str] = {alias: fw.name for fw in ENTRIES for alias in fw.aliases}
@@ -211,6 +215,12 @@ def _check_conflicts(frameworks: list[Framework]) -> None:
                 )
 
 
+def check_names(names: Iterable[str]) -> None:
+    """The checks that need nothing but the names: unknown, refused and conflicting frameworks."""
+    roots, _ = _requests(names)
+    _check_conflicts(_order(roots))
+
+
 def resolve(names: Iterable[str]) -> list[Framework]:
     """Requested names (aliases, presets, 'name==version' pins) plus dependencies, ordered for layers."""
     roots, pins = _requests(names)
@@ -228,19 +238,28 @@ def plan(
     cuda: str | None = None,
     python: str | None = None,
     base: str = "",
+    facts: BaseFacts | None = None,
 ) -> Plan:
-    """resolve() plus the box's facts: Python, CPU/CUDA packages and indexes, base suite."""
+    """resolve() plus the box's facts: Python, CPU/CUDA packages and indexes, base suite.
+
+    With the base image's facts, packages its Python already has are used, not installed again."""
     roots, pins = _requests(names)
     ordered = _order(roots)
     _check_conflicts(ordered)
     if device not in ("cpu", "cuda"):
         raise ConfigError(f'Unknown device \'{device}\'; use device = "cpu" or "cuda".')
     cuda_version = cuda_table.normalize(cuda or "12.4") if device == "cuda" else None
-    box_python = python or base_python(base) or DEFAULT_PYTHON
-    suite = base_suite(base)
+    own_python = _own_python(base, facts)
+    box_python = python or own_python or DEFAULT_PYTHON
+    suite = (facts.codename if facts and facts.codename else None) or base_suite(base)
+    # The base's packages serve the box only when the box runs the base's own Python.
+    installed = facts.packages if facts and facts.python and (not python or python == own_python) else {}
     selected: list[Selected] = []
     for fw in ordered:
-        specifier, release = _pin(fw, pins.get(fw.name, Request(fw.name)))
+        request = pins.get(fw.name, Request(fw.name))
+        provided = _provided(fw, request, installed, base)
+        # A framework the base has keeps the base's version, not the catalog's default.
+        specifier, release = ("", None) if provided else _pin(fw, request)
         _check_python(fw, release, box_python)
         if fw.suites and suite is not None and suite not in fw.suites:
             raise ConfigError(
@@ -248,10 +267,10 @@ def plan(
                 f"'{base}' is {suite}; make such a base with `deepbox base bootstrap --suite {fw.suites[0]}` and "
                 f'set base = "deepbox/debian:{fw.suites[0]}".'
             )
-        if fw.system_site_packages and python and base_python(base) and python != base_python(base):
+        if fw.system_site_packages and python and own_python and python != own_python:
             raise ConfigError(
                 f"Framework '{fw.name}' comes from Debian's python3 packages, so the box must use the base's "
-                f"own Python {base_python(base)}, not {python}; remove the python setting."
+                f"own Python {own_python}, not {python}; remove the python setting."
             )
         index_urls: tuple[str, ...] = ()
         if cuda_version is not None:
@@ -264,7 +283,10 @@ def plan(
         if fw.name == "chainer" and cuda_version is not None:
             cupy = f"cupy-cuda{cuda_version.split('.')[0]}x"
             packages = tuple(cupy if p.startswith("cupy-") else p for p in packages)
-        selected.append(Selected(fw, specifier, packages, index_urls, fw.apt))
+        if provided:
+            packages = tuple(p for p in packages[1:] if _distribution(p) not in installed)
+            index_urls = index_urls if packages else ()
+        selected.append(Selected(fw, specifier, packages, index_urls, fw.apt, provided))
     env: list[tuple[str, str]] = []
     if any(fw.name == "keras" for fw in ordered):
         have = {fw.name for fw in ordered}
@@ -279,8 +301,54 @@ def plan(
         python=box_python,
         env=tuple(env),
         ports=tuple(sorted({port for fw in ordered for port in fw.ports})),
-        system_site_packages=any(fw.system_site_packages for fw in ordered),
+        system_site_packages=any(fw.system_site_packages for fw in ordered) or any(i.provided for i in selected),
     )
+
+
+def _own_python(base: str, facts: BaseFacts | None) -> str | None:
+    """The Python the box gets without a python setting: the base's python3, else the one apt installs."""
+    if facts is not None:
+        if facts.python_series:
+            return facts.python_series
+        if facts.codename in BASE_PYTHON:
+            return BASE_PYTHON[facts.codename]
+    return base_python(base)
+
+
+def _distribution(requirement: str) -> str:
+    """'tensorflow[and-cuda]==2.21.*' -> 'tensorflow' (normalized)."""
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+    return normalize(match.group() if match else requirement)
+
+
+def _provided(fw: Framework, request: Request, installed: Mapping[str, str], base: str) -> str:
+    """The version of the framework the base image's Python already has ('' when it has none).
+
+    A pin the base's version does not meet is refused: a second copy would shadow the base's."""
+    if not fw.pip or not installed:
+        return ""
+    names = dict.fromkeys(_distribution(p) for p in (fw.pip[0], *(fw.cuda_pip or ())[:1], *fw.dists))
+    found = next(((name, installed[name]) for name in names if name in installed), None)
+    if found is None:
+        return ""
+    name, version = found
+    if request.specifier and not _satisfies(version, request.specifier):
+        raise ConfigError(
+            f"The base image '{base}' already has {name} {version}, which does not match "
+            f"'{request.name}{request.specifier}'; drop the version to use the base's, or choose a base without "
+            f"{name} (a second copy would hide the base's)."
+        )
+    return version
+
+
+def _satisfies(version: str, specifier: str) -> bool:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion
+
+    try:
+        return SpecifierSet(specifier).contains(version, prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return False
 
 
 def _check_python(fw: Framework, release: Release | None, python: str) -> None:

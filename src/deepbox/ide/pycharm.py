@@ -83,7 +83,8 @@ def home_path(result: UpResult) -> str:
 
 def helpers_path(result: UpResult) -> str:
     """Where PyCharm uploads its helpers: a folder in the box user's (writable) home."""
-    return f"/home/{result.user}/{HELPERS_FOLDER}"
+    home = "/root" if result.user == "root" else f"/home/{result.user}"
+    return f"{home}/{HELPERS_FOLDER}"
 
 
 def _mappings_server_id(user: str, host: str, port: int | str, python: str) -> str:
