@@ -72,8 +72,7 @@ ENTRIES: tuple[Framework, ...] = (
         releases=_series(0, 14, v2_0=("3.8", "3.11"), v2_2=("3.8", "3.12"), v2_5=("3.9", "3.13"), v2_9=("3.10", None)),
         cpu_index_url=PYTORCH_INDEX.format(cu="cpu"),
         cuda_index_url=PYTORCH_INDEX,
-        cuda_tags=("cu118", "cu121", "cu124", "cu126", "cu128", "cu129", "cu130"),
-        cuda_majors=(11, 12, 13),
+        cuda_on_pypi=True,  # PyPI's Linux torch is a CUDA build; other CUDA versions are on the vendor index
         gpu_check=TORCH_GPU,
     ),
     Framework(
@@ -101,10 +100,10 @@ ENTRIES: tuple[Framework, ...] = (
     ),
     Framework(
         "jax",
-        "JAX (jax[cuda12] on a cuda box: CUDA libraries from pip)",
+        "JAX (jax[cuda12] or jax[cuda13] on a cuda box: CUDA libraries from pip)",
         "jax",
         pip=("jax",),
-        cuda_pip=("jax[cuda12]",),
+        cuda_pip=("jax[cuda{major}]",),
         depends=("numpy",),
         tier="heavy",
         version="0.10",
@@ -124,8 +123,6 @@ ENTRIES: tuple[Framework, ...] = (
         version="3.3",
         releases=(Release("2.6", "3.8", "3.12"), *(Release(f"3.{n}", "3.9", None) for n in range(0, 4))),
         cuda_index_url=PADDLE_INDEX,
-        cuda_tags=("cu118", "cu126", "cu129"),
-        cuda_majors=(11, 12),
         gpu_check="m.device.cuda.device_count() if m.device.is_compiled_with_cuda() else 0",
     ),
     Framework(
@@ -145,10 +142,10 @@ ENTRIES: tuple[Framework, ...] = (
     ),
     Framework(
         "chainer",
-        "Chainer 7.8 (in maintenance since 2019; numpy<2; cupy-cuda12x on a cuda box)",
+        "Chainer 7.8 (in maintenance since 2019; numpy<2; cupy-cuda12x or cupy-cuda13x on a cuda box)",
         "chainer",
         pip=("chainer", "numpy<2"),  # chainer reads np.sctypes, which NumPy 2.0 removed
-        cuda_pip=("chainer", "numpy<2", "cupy-cuda12x"),
+        cuda_pip=("chainer", "numpy<2", "cupy-cuda{major}x"),
         depends=("numpy",),
         build_constraints=("setuptools<81",),
         tier="heavy",
@@ -240,10 +237,10 @@ ENTRIES: tuple[Framework, ...] = (
     ),
     Framework(
         "onnxruntime",
-        "ONNX Runtime (onnxruntime-gpu on a cuda box)",
+        "ONNX Runtime (onnxruntime-gpu with its CUDA and cuDNN libraries on a cuda box)",
         "onnxruntime",
         pip=("onnxruntime",),
-        cuda_pip=("onnxruntime-gpu",),
+        cuda_pip=("onnxruntime-gpu[cuda,cudnn]",),
         depends=("numpy",),
         version="1.30",
         releases=tuple(Release(f"1.{n}", "3.10", None) for n in range(16, 32)),
@@ -309,6 +306,9 @@ ENTRIES: tuple[Framework, ...] = (
         "torchvision",
         pip=("torchvision",),
         depends=("pytorch",),
+        cpu_index_url=PYTORCH_INDEX.format(cu="cpu"),
+        cuda_index_url=PYTORCH_INDEX,
+        cuda_on_pypi=True,
     ),
     Framework(
         "torchaudio",
@@ -316,6 +316,9 @@ ENTRIES: tuple[Framework, ...] = (
         "torchaudio",
         pip=("torchaudio",),
         depends=("pytorch",),
+        cpu_index_url=PYTORCH_INDEX.format(cu="cpu"),
+        cuda_index_url=PYTORCH_INDEX,
+        cuda_on_pypi=True,
     ),
     Framework(
         "lightning",

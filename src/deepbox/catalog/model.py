@@ -69,7 +69,7 @@ class Framework:
     description: str
     module: str  # imported by the verification step
     pip: tuple[str, ...] = ()
-    cuda_pip: tuple[str, ...] | None = None  # None: the CPU packages also serve CUDA boxes
+    cuda_pip: tuple[str, ...] | None = None  # None: the CPU packages also serve CUDA boxes; '{major}': 12, 13
     apt: tuple[str, ...] = ()  # Debian packages (system libraries, or the real source of the framework)
     depends: tuple[str, ...] = ()
     conflicts: tuple[str, ...] = ()
@@ -79,11 +79,11 @@ class Framework:
     tier: Tier = "library"
     version: str = ""  # default series pin ('2.13' -> '==2.13.*'); '' leaves the choice to the resolver
     releases: tuple[Release, ...] = ()  # known series, oldest first; empty: any version, any Python 3.8+
-    # Extra pip index per device: 'cpu' or a CUDA tag such as 'cu124' ({cu} is replaced).
+    # The vendor index of its packages per device: 'cpu', or a CUDA tag such as 'cu128' ({cu} is
+    # replaced). Which CUDA versions a release has there is found by resolving, never by a table.
     cpu_index_url: str | None = None
     cuda_index_url: str | None = None
-    cuda_tags: tuple[str, ...] = ()  # CUDA builds the vendor index offers, e.g. ('cu118', 'cu124')
-    cuda_majors: tuple[int, ...] = (12,)  # CUDA major versions the CUDA packages support
+    cuda_on_pypi: bool = False  # PyPI carries a CUDA build too (one CUDA version per release)
     cuda_devel: bool = False  # compiles CUDA code at build time: needs an nvidia/cuda devel base
     cuda_supported: bool = True
     # Python expression (with the module imported as `m`) telling whether a GPU is visible.
@@ -101,9 +101,10 @@ class Framework:
     replacement: str = ""  # the modern framework to use instead (a catalog name)
     notes: str = ""
 
-    def packages(self, device: str) -> tuple[str, ...]:
+    def packages(self, device: str, cuda_major: int | None = None) -> tuple[str, ...]:
+        """Its requirements for a device; '{major}' in a CUDA one becomes the CUDA major ('jax[cuda13]')."""
         if device == "cuda" and self.cuda_pip is not None:
-            return self.cuda_pip
+            return tuple(p.replace("{major}", str(cuda_major or 12)) for p in self.cuda_pip)
         return self.pip
 
     def release(self, version: str) -> Release | None:
@@ -152,7 +153,7 @@ class Plan:
 
     selected: tuple[Selected, ...]
     device: str = "cpu"
-    cuda: str | None = None
+    cuda_major: int | None = None  # the CUDA major the CUDA packages were chosen for
     python: str = "3.11"
     env: tuple[tuple[str, str], ...] = ()
     ports: tuple[int, ...] = ()

@@ -1,7 +1,7 @@
 """Resolution: requested names -> a checked, ordered Plan. Every error here comes before any Docker call.
 
-Order is topological and stable (the order of the request, dependencies first), then grouped by
-tier so heavy, rarely changing frameworks are installed in the early layers.
+Order is canonical: topological (dependencies first, otherwise by name, whatever the order of the
+request), then grouped by tier so heavy, rarely changing frameworks are installed in the early layers.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from deepbox.catalog import cuda as cuda_table
 from deepbox.catalog.entries import ENTRIES, PRESETS
 from deepbox.catalog.model import TIERS, Framework, Plan, Release, Request, Selected, normalize, version_tuple
 from deepbox.errors import ConfigError
@@ -143,13 +142,8 @@ def _pin(fw: Framework, request: Request) -> tuple[str, Release | None]:
     if not fw.releases:
         return request.specifier, None
     matching = _matching(fw, request.specifier)
-    if not matching:
-        raise ConfigError(
-            f"Framework '{fw.name}' has no release matching '{request.specifier}' that the catalog knows "
-            f"(known: {_series_range(fw.releases)}); pin one of those, or put the exact package in "
-            "`pip = [...]` to bypass the catalog."
-        )
-    return request.specifier, matching[-1]
+    # A release the catalog does not know (newer than its records) is the resolver's to judge.
+    return request.specifier, matching[-1] if matching else None
 
 
 def _order(roots: list[Framework]) -> list[Framework]:
@@ -170,7 +164,8 @@ def _order(roots: list[Framework]) -> list[Framework]:
         done.add(fw.name)
         ordered.append(fw)
 
-    for fw in roots:
+    # Roots in name order, so the same set in any order gives the same plan, Dockerfile and image.
+    for fw in sorted(roots, key=lambda fw: fw.name):
         visit(fw, ())
     # Group by tier (heavy, rarely changing first); stable, and dependencies never sit in a later tier.
     return sorted(ordered, key=lambda fw: TIERS.index(fw.tier))
@@ -215,6 +210,12 @@ def _check_conflicts(frameworks: list[Framework]) -> None:
                 )
 
 
+def canonical_names(names: Iterable[str]) -> list[str]:
+    """The request with presets expanded and aliases resolved, as 'name' or 'name<specifier>', in name
+    order: the same frameworks written any way give the same list."""
+    return sorted({f"{lookup(request.name).name}{request.specifier}" for request in _expand(names)})
+
+
 def check_names(names: Iterable[str]) -> None:
     """The checks that need nothing but the names: unknown, refused and conflicting frameworks."""
     roots, _ = _requests(names)
@@ -235,20 +236,25 @@ def plan(
     names: Iterable[str],
     *,
     device: str = "cpu",
-    cuda: str | None = None,
+    cuda_major: int | None = None,
+    vendor_tag: str | None = None,
     python: str | None = None,
     base: str = "",
     facts: BaseFacts | None = None,
 ) -> Plan:
     """resolve() plus the box's facts: Python, CPU/CUDA packages and indexes, base suite.
 
-    With the base image's facts, packages its Python already has are used, not installed again."""
+    On a cuda box, `cuda_major` names the CUDA builds ('jax[cuda13]') and `vendor_tag` ('cu128') the
+    vendor index of frameworks that have one; without a tag they come from PyPI. Whether that set
+    resolves, and to which CUDA, is for the lock to find out. With the base image's facts, packages
+    its Python already has are used, not installed again."""
     roots, pins = _requests(names)
     ordered = _order(roots)
     _check_conflicts(ordered)
     if device not in ("cpu", "cuda"):
         raise ConfigError(f'Unknown device \'{device}\'; use device = "cpu" or "cuda".')
-    cuda_version = cuda_table.normalize(cuda or "12.4") if device == "cuda" else None
+    if device == "cpu":
+        cuda_major = vendor_tag = None
     own_python = _own_python(base, facts)
     box_python = python or own_python or DEFAULT_PYTHON
     suite = (facts.codename if facts and facts.codename else None) or base_suite(base)
@@ -273,16 +279,13 @@ def plan(
                 f"own Python {own_python}, not {python}; remove the python setting."
             )
         index_urls: tuple[str, ...] = ()
-        if cuda_version is not None:
-            index_urls = _check_cuda(fw, cuda_version)
+        if device == "cuda":
+            index_urls = _check_cuda(fw, vendor_tag)
         elif fw.cpu_index_url:
             index_urls = (fw.cpu_index_url,)
-        packages = fw.packages(device)
+        packages = fw.packages(device, cuda_major)
         if packages and specifier:
             packages = (packages[0] + specifier, *packages[1:])
-        if fw.name == "chainer" and cuda_version is not None:
-            cupy = f"cupy-cuda{cuda_version.split('.')[0]}x"
-            packages = tuple(cupy if p.startswith("cupy-") else p for p in packages)
         if provided:
             packages = tuple(p for p in packages[1:] if _distribution(p) not in installed)
             index_urls = index_urls if packages else ()
@@ -297,7 +300,7 @@ def plan(
     return Plan(
         selected=tuple(selected),
         device=device,
-        cuda=cuda_version,
+        cuda_major=cuda_major,
         python=box_python,
         env=tuple(env),
         ports=tuple(sorted({port for fw in ordered for port in fw.ports})),
@@ -362,34 +365,23 @@ def _check_python(fw: Framework, release: Release | None, python: str) -> None:
     )
 
 
-def _check_cuda(fw: Framework, cuda: str) -> tuple[str, ...]:
-    """The vendor index a CUDA box needs for this framework (if any); errors for unsupported CUDA."""
+def _check_cuda(fw: Framework, vendor_tag: str | None) -> tuple[str, ...]:
+    """The vendor index a CUDA box takes this framework from (none: PyPI); a framework without a CUDA
+    build is an error."""
     if not fw.cuda_supported:
         instead = f" (or use {fw.replacement}, which has CUDA builds)" if fw.replacement else ""
         raise ConfigError(
             f"Framework '{fw.name}' has no CUDA build{': ' + fw.notes if fw.notes else ''}; "
             f'use device = "cpu" for it{instead}.'
         )
-    major = int(cuda.split(".")[0])
-    if major not in fw.cuda_majors:
-        raise ConfigError(
-            f"Framework '{fw.name}' has CUDA builds for CUDA {', '.join(f'{m}.x' for m in fw.cuda_majors)}, "
-            f'not {cuda}; set cuda = "{fw.cuda_majors[-1]}.x" to a version it supports.'
-        )
     if fw.cuda_devel:
         raise ConfigError(
             f"Framework '{fw.name}' compiles CUDA code while building, which needs a CUDA devel base: "
-            f'set base = "nvidia/cuda:{cuda}.0-cudnn-devel-ubuntu22.04".'
+            'set base = "nvidia/cuda:12.8.1-cudnn-devel-ubuntu22.04" or another devel image.'
         )
-    if not fw.cuda_index_url:
+    if not fw.cuda_index_url or vendor_tag is None:
         return ()
-    chosen = cuda_table.pick_tag(cuda, fw.cuda_tags)
-    if chosen is None:
-        raise ConfigError(
-            f"Framework '{fw.name}' publishes CUDA builds for {', '.join(fw.cuda_tags)}, none of them for "
-            f'CUDA {cuda}; set cuda to one of those (for example cuda = "12.4").'
-        )
-    return (fw.cuda_index_url.format(cu=chosen),)
+    return (fw.cuda_index_url.format(cu=vendor_tag),)
 
 
 def table() -> list[dict[str, object]]:
