@@ -28,6 +28,7 @@ echo "os=${ID:-}"
 echo "os_like=${ID_LIKE:-}"
 echo "codename=${VERSION_CODENAME:-${UBUNTU_CODENAME:-}}"
 echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | sed 's/^glibc //')"
+echo "arch=$(uname -m)"
 python=$(command -v python3 || true)
 echo "python_path=$python"
 if [ -n "$python" ]; then "$python" - <<'EOF'
@@ -60,6 +61,7 @@ class BaseFacts:
     os_like: str = ""  # ID_LIKE of os-release: "debian" for Ubuntu and other derivatives
     codename: str = ""  # bookworm, focal, ...
     glibc: str = ""  # "2.36"
+    arch: str = "x86_64"  # the engine's machine, as uname -m says
     python: str | None = None  # "3.11.2"
     python_path: str = ""
     packages: dict[str, str] = field(default_factory=dict)  # normalized distribution name -> version
@@ -92,7 +94,7 @@ def parse(image_id: str, env: list[str], output: str) -> BaseFacts:
         if key == "package":
             name, _, version = value.partition(" ")
             packages[normalize(name)] = version.strip()
-        elif key in ("os", "os_like", "codename", "glibc", "python", "python_path"):
+        elif key in ("os", "os_like", "codename", "glibc", "arch", "python", "python_path"):
             values[key] = value.strip()
     return BaseFacts(
         image_id=image_id,
@@ -101,6 +103,7 @@ def parse(image_id: str, env: list[str], output: str) -> BaseFacts:
         os_like=values.get("os_like", ""),
         codename=values.get("codename", ""),
         glibc=values.get("glibc", ""),
+        arch=values.get("arch") or "x86_64",
         python=values.get("python") or None,
         python_path=values.get("python_path", ""),
         packages=packages,

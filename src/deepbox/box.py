@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from docker.types import DeviceRequest
 from filelock import FileLock, Timeout
 
-from deepbox import baseimage, catalog, paths, remote, ssh
+from deepbox import baseimage, catalog, gpu, lock, paths, remote, ssh
 from deepbox.config import Spec
 from deepbox.dockerfile import VENV, BuildContext, plan_for, render
 from deepbox.engine import (
@@ -77,6 +77,8 @@ class UpResult:
     jupyter_url: str | None = None
     frameworks: list[FrameworkCheck] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # weaker choices an old OpenSSH in the box forced
+    lock: str = ""  # the variant of deepbox.lock the box was built from: cpu, cuda13, ...
+    cuda: str = ""  # the CUDA version its packages carry
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,12 +188,13 @@ def port_is_free(bind: str, port: int) -> bool:
 # up ---------------------------------------------------------------------------------------------
 
 
-def up(spec: Spec, reporter: Reporter) -> UpResult:
+def up(spec: Spec, reporter: Reporter, *, frozen: bool = False) -> UpResult:
+    """Bring the box up from its lock (locking first when the lock is missing or stale, unless frozen)."""
     with box_lock(spec.name, reporter):
-        return _up(spec, reporter)
+        return _up(spec, reporter, frozen)
 
 
-def _up(spec: Spec, reporter: Reporter) -> UpResult:
+def _up(spec: Spec, reporter: Reporter, frozen: bool) -> UpResult:
     # Unknown, refused or conflicting frameworks fail here, before any Docker call; versions, Python
     # and CUDA are checked against what the base image has, once it is read.
     catalog.check_names(spec.framework_names)
@@ -205,9 +208,11 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
         )
     _ensure_base(engine, spec.base, reporter)
     facts = baseimage.facts(engine, spec.base)
-    plan = plan_for(spec, facts)
+    gpus = gpu.host_gpus(spec.host) if spec.device == "cuda" else None
+    locked = lock.ensure(spec, facts, reporter, gpus=gpus, frozen=frozen)
+    plan = plan_for(spec, facts, cuda_major=locked.cuda_major) if locked.cuda_major else plan_for(spec, facts)
     frameworks = plan.frameworks
-    context = render(spec, plan, facts)
+    context = render(spec, plan, facts, locked)
 
     tag = image_tag(spec, context)
     if engine.image(tag) is None:
@@ -274,7 +279,20 @@ def _up(spec: Spec, reporter: Reporter) -> UpResult:
             f"Framework '{first.name}' does not import in the box: {first.error}. Fix its version or "
             f"packages in {spec.source or 'deepbox.toml'} and run `deepbox up` again."
         )
-    return _result(spec, container, action, key, python_version, checks, notes)
+    result = _result(spec, container, action, key, python_version, checks, notes)
+    result.lock = locked.key
+    result.cuda = locked.cuda
+    return result
+
+
+def lock_packages(spec: Spec, reporter: Reporter, upgrade: tuple[str, ...] | bool = False) -> lock.Variant:
+    """`deepbox lock`: resolve (or keep, when fresh) the variant this box would be built from here."""
+    catalog.check_names(spec.framework_names)
+    engine = Engine(spec.host)
+    _ensure_base(engine, spec.base, reporter)
+    facts = baseimage.facts(engine, spec.base)
+    gpus = gpu.host_gpus(spec.host) if spec.device == "cuda" else None
+    return lock.ensure(spec, facts, reporter, gpus=gpus, upgrade=upgrade)
 
 
 def _warn_unwritable_mounts(spec: Spec, reporter: Reporter) -> None:

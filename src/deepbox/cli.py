@@ -171,14 +171,15 @@ def init(ctx: click.Context, force: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("--frozen", is_flag=True, help="Build from deepbox.lock as it is; refuse when it is missing or stale.")
 @project_option
 @click.pass_context
-def up(ctx: click.Context, as_json: bool) -> None:
-    """Build (or reuse) the box, start it, wait for SSH and check the frameworks."""
+def up(ctx: click.Context, as_json: bool, frozen: bool) -> None:
+    """Lock (when needed), build (or reuse) the box, start it, wait for SSH and check the frameworks."""
     from deepbox import box
 
     spec = _spec(ctx)
-    result = box.up(spec, ConsoleReporter())
+    result = box.up(spec, ConsoleReporter(), frozen=frozen)
     written = _write_ide_files(spec, result)
     if as_json:
         _emit_json({**result.as_dict(), "ide_files": [str(path) for path in written]})
@@ -221,6 +222,49 @@ def _print_up(result: UpResult) -> None:
     )
     if result.jupyter_url:
         console.print(f"JupyterLab: {result.jupyter_url}", soft_wrap=True)
+
+
+@cli.command("lock")
+@click.option("--check", is_flag=True, help="Exit 1 when deepbox.lock does not match deepbox.toml (for CI).")
+@click.option(
+    "--upgrade",
+    is_flag=False,
+    flag_value=":all:",
+    default=None,
+    multiple=True,
+    metavar="[PKG]",
+    help="Move every package forward, or only PKG (repeatable); otherwise locked versions are kept.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the locked variant as JSON on stdout.")
+@project_option
+@click.pass_context
+def lock_command(ctx: click.Context, check: bool, upgrade: tuple[str, ...], as_json: bool) -> None:
+    """Resolve every package of the box for its Python, platform and device into deepbox.lock (commit it)."""
+    from deepbox import box, lock
+    from deepbox.errors import DeepboxError
+
+    spec = _spec(ctx)
+    if check:
+        if upgrade:
+            raise click.UsageError("--check and --upgrade do not go together.")
+        problems = lock.check(spec)
+        if problems:
+            raise DeepboxError(" ".join(problems))
+        _console().print(f"{lock.path(spec.project)} matches deepbox.toml.")
+        return
+    moving: tuple[str, ...] | bool = True if ":all:" in upgrade else upgrade or False
+    variant = box.lock_packages(spec, ConsoleReporter(), moving)
+    if as_json:
+        _emit_json(
+            {k: v for k, v in variant.__dict__.items() if k != "packages"}
+            | {"packages": [package.__dict__ for package in variant.packages]}
+        )
+        return
+    cuda = f", CUDA {variant.cuda}" if variant.cuda else ""
+    _console(stderr=False).print(
+        f"{lock.path(spec.project)}: {variant.key} ({len(variant.packages)} packages{cuda}) for Python "
+        f"{variant.python} on {variant.platform}, resolved as of {variant.exclude_newer}."
+    )
 
 
 @cli.command()
@@ -386,10 +430,12 @@ def dockerfile(
     if frameworks is None:
         if cuda or python_version or base:
             raise click.UsageError("--cuda, --python and --base go with --frameworks.")
+        from deepbox import lock
         from deepbox.baseimage import known_facts
 
         spec = _spec(ctx)
-        click.echo(generator.render(spec, facts=known_facts(spec.host, spec.base)).dockerfile, nl=False)
+        facts = known_facts(spec.host, spec.base)
+        click.echo(generator.render(spec, facts=facts, lock=lock.current(spec, facts)).dockerfile, nl=False)
         return
     names = [name.strip() for name in frameworks.split(",") if name.strip()]
     context = generator.standalone(names, cuda=cuda, python=python_version, base=base)
@@ -578,12 +624,13 @@ def export() -> None:
 @click.pass_context
 def export_devcontainer(ctx: click.Context, force: bool) -> None:
     """Write .devcontainer/ (devcontainer.json + the Dockerfile) for VS Code Dev Containers, Codespaces, PyCharm."""
-    from deepbox import devcontainer
+    from deepbox import devcontainer, lock
     from deepbox.baseimage import known_facts
     from deepbox.dockerfile import render
 
     spec = _spec(ctx)
-    written = devcontainer.export(spec, render(spec, facts=known_facts(spec.host, spec.base)), force=force)
+    facts = known_facts(spec.host, spec.base)
+    written = devcontainer.export(spec, render(spec, facts=facts, lock=lock.current(spec, facts)), force=force)
     console = _console(stderr=False)
     for path in written:
         console.print(f"Wrote {path}")

@@ -36,6 +36,7 @@ _USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _SIZE = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VERSION = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")
+_CUDA = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 
 
 class _Section(BaseModel):
@@ -109,7 +110,7 @@ class BoxConfig(_Section):
     jupyter: bool = False
     # The framework catalog's settings (see `deepbox catalog`).
     device: Literal["cpu", "cuda"] = "cpu"
-    cuda: str = "12.4"  # only used with device = "cuda"
+    cuda: str = "auto"  # device = "cuda" only: "auto" (from the host's driver), a major ("12") or "12.8"
     python: str = ""  # the box's Python; "" means the base image's own
     requirements: str = "auto"  # "auto" (requirements.txt or pyproject dependencies), a path, or "off"
     framework_indexes: bool = True  # false: no vendor indexes (PyTorch's CPU index...), only [build]'s
@@ -119,11 +120,18 @@ class BoxConfig(_Section):
     host: str = ""
     remote_path: str = "~/deepbox/{box}"  # the project's folder on the server (`deepbox sync` fills it)
 
-    @field_validator("python", "cuda")
+    @field_validator("python")
     @classmethod
     def _valid_version(cls, value: str) -> str:
         if value and not _VERSION.match(value):
-            raise ValueError("must be a version such as '3.11' or '12.4'")
+            raise ValueError("must be a version such as '3.11'")
+        return value
+
+    @field_validator("cuda")
+    @classmethod
+    def _valid_cuda(cls, value: str) -> str:
+        if value != "auto" and not _CUDA.match(value):
+            raise ValueError('must be "auto", a CUDA major such as "12", or a version such as "12.8"')
         return value
 
     @field_validator("name")

@@ -15,11 +15,15 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from deepbox import catalog
 from deepbox.baseimage import DEFAULT_PATH, BaseFacts
+from deepbox.catalog.model import normalize
 from deepbox.config import Spec
 from deepbox.errors import ConfigError
+from deepbox.lock import Variant
+from deepbox.resolver import ALL_TIERS
 
 VENV = "/opt/venv"
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -27,6 +31,9 @@ SYSTEM_PACKAGES = ("ca-certificates", "openssh-server", "python3", "python3-venv
 PYPI = "https://pypi.org/simple"  # named, not defaulted: old pips default to pypi.python.org
 LIB = "/usr/local/lib/deepbox"
 UNREAD_BASE = "The base image was not read (no engine, or not pulled yet): `deepbox up` uses what it has."
+UNLOCKED = "Not locked: installs what the specifiers resolve to today; `deepbox lock` pins every package."
+WHEELS = "/tmp/deepbox-wheels"  # noqa: S108 - local wheel folders in the image, while building
+LOCKED = "/tmp/deepbox-lock"  # noqa: S108 - the lock's parts in the image, while building
 JUPYTER_PORT = 8888
 TIER_TITLES = {
     "base": "Scientific base (rarely changes)",
@@ -101,11 +108,23 @@ def pip_options(spec: Spec, index_urls: list[str], wheel_dirs: list[str]) -> lis
     return [shlex.quote(option) for option in options]
 
 
-def plan_for(spec: Spec, facts: BaseFacts | None = None) -> catalog.Plan:
+def plan_for(
+    spec: Spec, facts: BaseFacts | None = None, *, cuda_major: int | None = None, vendor_tag: str | None = None
+) -> catalog.Plan:
     """The catalog plan for a spec (and what its base image already has): every compatibility error is
-    raised here, before anything is built."""
+    raised here, before anything is built. On a cuda box without a CUDA major (printing a Dockerfile
+    that is not locked), an explicit cuda setting gives it; "auto" takes CUDA 13 from PyPI."""
+    if spec.device == "cuda" and cuda_major is None:
+        cuda_major, exact = catalog.cuda.parse_setting(spec.cuda) if spec.cuda and spec.cuda != "auto" else (13, None)
+        vendor_tag = catalog.cuda.tag(exact) if exact else None
     return catalog.plan(
-        spec.framework_names, device=spec.device, cuda=spec.cuda, python=spec.python, base=spec.base, facts=facts
+        spec.framework_names,
+        device=spec.device,
+        cuda_major=cuda_major,
+        vendor_tag=vendor_tag,
+        python=spec.python,
+        base=spec.base,
+        facts=facts,
     )
 
 
@@ -149,7 +168,7 @@ def _checks(plan: catalog.Plan) -> dict[str, bytes]:
 
 # Installs go through uv: measured here it is 3-4x faster than pip for the same packages (bench/
 # build_compare.py), and it keeps no cache in the layer with UV_NO_CACHE.
-UV = "uv==0.13.*"
+UV = "uv==0.13.9"  # the resolver deepbox locks with installs the lock in the image
 CHECK_MODULES = {
     "deepbox_check_darknet": (
         '"""Import check for Debian\'s darknet: the command must exist."""\n'
@@ -174,10 +193,15 @@ def sshd_config(spec: Spec) -> str:
     return _asset("sshd_config").replace("{user}", spec.user.name).replace("{permit_root_login}", permit_root)
 
 
-def render(spec: Spec, plan: catalog.Plan | None = None, facts: BaseFacts | None = None) -> BuildContext:
+def render(
+    spec: Spec, plan: catalog.Plan | None = None, facts: BaseFacts | None = None, lock: Variant | None = None
+) -> BuildContext:
     """The Dockerfile and build context for a spec (plan: the spec's catalog plan, when already made;
-    facts: what the base image already has, when it could be read)."""
-    plan = plan or plan_for(spec, facts)
+    facts: what the base image already has, when it could be read; lock: the locked variant to install
+    exactly; without one, the Dockerfile installs from the requirement specifiers and says so)."""
+    if plan is None:
+        major = lock.cuda_major if lock is not None else None
+        plan = plan_for(spec, facts, cuda_major=major) if major else plan_for(spec, facts)
     files: dict[str, bytes] = {
         "deepbox/sshd_config": sshd_config(spec).encode(),
         "deepbox/entrypoint.sh": _asset("entrypoint.sh").encode(),
@@ -195,28 +219,13 @@ def render(spec: Spec, plan: catalog.Plan | None = None, facts: BaseFacts | None
             )
         files[f"deepbox/certs/extra-{index}.crt"] = content
 
-    # Local find-links folders travel in the build context (the classic builder cannot mount them).
-    wheel_dirs: list[str] = []
-    for index, link in enumerate(fl for fl in spec.find_links if "://" not in fl):
-        folder = Path(link).expanduser()
-        folder = folder if folder.is_absolute() else spec.project / folder
-        if not folder.is_dir():
-            raise ConfigError(
-                f"{spec.source or 'deepbox.toml'}: build.find_links folder {folder} does not exist; "
-                "fix the path or remove it."
-            )
-        for wheel in sorted(folder.iterdir()):
-            if wheel.is_file() and wheel.suffix in {".whl", ".gz", ".zip"}:
-                files[f"deepbox/wheels/{index}/{wheel.name}"] = _read_host_file(wheel, "wheel", spec.source)
-        wheel_dirs.append(f"/tmp/deepbox-wheels/{index}")  # noqa: S108 - a build-time path in the image
-
-    index_urls = [url for item in plan.selected for url in item.index_urls]
-    install = f"uv pip install {' '.join(pip_options(spec, index_urls, wheel_dirs))}".rstrip()
     user = spec.user
-    unread = [] if facts else [f"# {UNREAD_BASE}"]
+    notes = [] if facts else [f"# {UNREAD_BASE}"]
+    if lock is None:
+        notes.append(f"# {UNLOCKED}")
     lines = [
         f"# Generated by deepbox for box '{spec.name}'. Print it again with `deepbox dockerfile`.",
-        *unread,
+        *notes,
         f"FROM {spec.base}",
         "USER root",
         "ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8",
@@ -255,33 +264,13 @@ def render(spec: Spec, plan: catalog.Plan | None = None, facts: BaseFacts | None
         *_venv_lines(spec, plan),
         f"ENV VIRTUAL_ENV={VENV} PATH={_box_path(facts)} UV_NO_CACHE=1 UV_LINK_MODE=copy",
     ]
-    if wheel_dirs:
-        lines += [f"COPY --chown={user.uid}:{user.gid} deepbox/wheels/ /tmp/deepbox-wheels/"]
     constraints = sorted({c for fw in plan.frameworks for c in fw.build_constraints})
     if constraints:
         # Old sdists (chainer) build only with an older setuptools; this binds their build step only.
         files["deepbox/build-constraints.txt"] = ("\n".join(constraints) + "\n").encode()
         lines += ["COPY deepbox/build-constraints.txt /tmp/deepbox-build-constraints.txt"]
-    # One layer per tier, heavy and rarely changed first. Each layer names the earlier tiers' packages
-    # again, so a later install cannot silently up- or downgrade them (they are already satisfied).
-    # A layer names only the vendor indexes of its own and earlier frameworks, so adding PyTorch does
-    # not invalidate the scientific base layer below it.
-    cumulative: list[str] = []
-    layer_indexes: list[str] = []
-    for tier in catalog.model.TIERS:
-        items = [item for item in plan.tier(tier) if item.packages]
-        if not items:
-            continue
-        cumulative += [pkg for item in items for pkg in item.packages if pkg not in cumulative]
-        layer_indexes += [url for item in items for url in item.index_urls if url not in layer_indexes]
-        layer_install = f"uv pip install {' '.join(pip_options(spec, layer_indexes, wheel_dirs))}".rstrip()
-        if constraints:
-            layer_install += " --build-constraint /tmp/deepbox-build-constraints.txt"
-        lines += [
-            "",
-            f"# {TIER_TITLES[tier]}: {', '.join(item.name for item in items)}.",
-            f"RUN {layer_install} " + " ".join(shlex.quote(p) for p in cumulative),
-        ]
+    installs = _Installs(spec, plan, lock, files, bool(constraints), facts)
+    lines += installs.frameworks()
     checks = _checks(plan)
     files.update(checks)
     if checks:
@@ -310,27 +299,174 @@ def render(spec: Spec, plan: catalog.Plan | None = None, facts: BaseFacts | None
     ]
     if spec.apt:
         lines += ["", "# The project's own system packages.", _apt_install(spec.apt)]
-    if spec.pip:
-        lines += [
-            "",
-            "# The project's own Python packages, last: changing them rebuilds only this layer.",
-            f"USER {user.uid}:{user.gid}",
-            f"RUN {install} " + " ".join(shlex.quote(p) for p in spec.pip),
-            "USER root",
-        ]
-    requirements = project_requirements(spec)
-    if requirements is not None:
-        origin, content = requirements
-        files["deepbox/requirements.txt"] = content
-        lines += [
-            "",
-            f"# The project's requirements ({origin}), the very last layer: they change most often.",
-            f"USER {user.uid}:{user.gid}",
-            f"COPY --chown={user.uid}:{user.gid} deepbox/requirements.txt /tmp/deepbox-requirements.txt",
-            f"RUN {install} -r /tmp/deepbox-requirements.txt",
-            "USER root",
-        ]
+    lines += installs.project()
     return BuildContext("\n".join(lines) + "\n", files)
+
+
+def _local_path(url: str) -> str | None:
+    """The file a file:// URL names ('%2B' read as '+'), or None for other URLs."""
+    parts = urlsplit(url)
+    return unquote(parts.path) if parts.scheme == "file" else None
+
+
+class _Installs:
+    """The Python install lines: from the lock (exact files, hashes required) or, unlocked, from the
+    requirement specifiers. Both put the catalog's tiers early and the project's packages last."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        plan: catalog.Plan,
+        lock: Variant | None,
+        files: dict[str, bytes],
+        constraints: bool,
+        facts: BaseFacts | None,
+    ) -> None:
+        self.spec, self.plan, self.lock, self.files, self.facts = spec, plan, lock, files, facts
+        self.build_constraint = " --build-constraint /tmp/deepbox-build-constraints.txt" if constraints else ""
+        self.user = f"{spec.user.uid}:{spec.user.gid}"
+        self.wheel_dirs: list[str] = []
+        self.local_wheels: dict[str, str] = {}  # a locked wheel's path here -> its file:// URL in the image
+        self.head: list[str] = self._wheels()
+
+    def _wheels(self) -> list[str]:
+        """Local find-links folders travel in the build context (the classic builder cannot mount them);
+        with a lock, only the wheels it names."""
+        spec = self.spec
+        for index, link in enumerate(fl for fl in spec.find_links if "://" not in fl):
+            folder = Path(link).expanduser()
+            folder = folder if folder.is_absolute() else spec.project / folder
+            if not folder.is_dir():
+                raise ConfigError(
+                    f"{spec.source or 'deepbox.toml'}: build.find_links folder {folder} does not exist; "
+                    "fix the path or remove it."
+                )
+            named = {_local_path(package.url) for package in self.lock.packages} if self.lock else None
+            for wheel in sorted(folder.iterdir()):
+                if not (wheel.is_file() and wheel.suffix in {".whl", ".gz", ".zip"}):
+                    continue
+                if named is not None and str(wheel.resolve()) not in named:
+                    continue
+                self.files[f"deepbox/wheels/{index}/{wheel.name}"] = _read_host_file(wheel, "wheel", spec.source)
+                self.local_wheels[str(wheel.resolve())] = f"file://{WHEELS}/{index}/{wheel.name}"
+            self.wheel_dirs.append(f"{WHEELS}/{index}")
+        if not any(name.startswith("deepbox/wheels/") for name in self.files):
+            return []
+        return [f"COPY --chown={self.user} deepbox/wheels/ {WHEELS}/"]
+
+    # The catalog's tiers, before the SSH layer ------------------------------------------------------
+
+    def frameworks(self) -> list[str]:
+        lines = list(self.head)
+        if self.lock is not None:
+            for tier in catalog.model.TIERS:
+                items = [item.name for item in self.plan.tier(tier) if item.packages]
+                lines += self._locked_tier(tier, f"{TIER_TITLES[tier]}: {', '.join(items) or 'their dependencies'}")
+            return lines
+        # One layer per tier, heavy and rarely changed first. Each layer names the earlier tiers'
+        # packages again, so a later install cannot silently up- or downgrade them. A layer names only
+        # the vendor indexes of its own and earlier frameworks, so adding PyTorch does not invalidate
+        # the scientific base layer below it.
+        cumulative: list[str] = []
+        layer_indexes: list[str] = []
+        for tier in catalog.model.TIERS:
+            items = [item for item in self.plan.tier(tier) if item.packages]
+            if not items:
+                continue
+            cumulative += [pkg for item in items for pkg in item.packages if pkg not in cumulative]
+            layer_indexes += [url for item in items for url in item.index_urls if url not in layer_indexes]
+            install = f"uv pip install {' '.join(pip_options(self.spec, layer_indexes, self.wheel_dirs))}".rstrip()
+            lines += [
+                "",
+                f"# {TIER_TITLES[tier]}: {', '.join(item.name for item in items)}.",
+                f"RUN {install}{self.build_constraint} " + " ".join(shlex.quote(p) for p in cumulative),
+            ]
+        return lines
+
+    def _locked_tier(self, tier: str, title: str) -> list[str]:
+        """COPY the tier's part of the lock right before its RUN, so a change in a later tier keeps
+        this layer cached."""
+        assert self.lock is not None
+        packages = self.lock.tier(tier)
+        if not packages:
+            return []
+        name = f"{ALL_TIERS.index(tier)}-{tier}.txt"
+        self.files[f"deepbox/lock/{name}"] = "".join(
+            f"{p.name} @ {self.local_wheels.get(_local_path(p.url) or '', p.url)} --hash=sha256:{p.sha256}\n"
+            for p in packages
+        ).encode()
+        return [
+            "",
+            f"# {title} ({len(packages)} locked package{'s' if len(packages) != 1 else ''}).",
+            f"COPY --chown={self.user} deepbox/lock/{name} {LOCKED}/{name}",
+            f"RUN uv pip install --no-deps --require-hashes{self.build_constraint} -r {LOCKED}/{name}",
+        ]
+
+    # The project's own packages, after the SSH layer --------------------------------------------------
+
+    def project(self) -> list[str]:
+        spec, user = self.spec, self.user
+        if self.lock is not None:
+            lines: list[str] = []
+            origin = project_requirements(spec)
+            for tier, title in (
+                ("pip", "The project's own Python packages (pip), last: changing them rebuilds only this layer"),
+                ("requirements", f"The project's requirements ({origin[0] if origin else 'none'}), the very last"),
+            ):
+                part = self._locked_tier(tier, title)
+                if part:
+                    lines += [part[0], part[1], f"USER {user}", *part[2:], "USER root"]
+            return lines + self._check()
+        index_urls = [url for item in self.plan.selected for url in item.index_urls]
+        install = f"uv pip install {' '.join(pip_options(spec, index_urls, self.wheel_dirs))}".rstrip()
+        lines = []
+        if spec.pip:
+            lines += [
+                "",
+                "# The project's own Python packages, last: changing them rebuilds only this layer.",
+                f"USER {user}",
+                f"RUN {install} " + " ".join(shlex.quote(p) for p in spec.pip),
+                "USER root",
+            ]
+        requirements = project_requirements(spec)
+        if requirements is not None:
+            origin, content = requirements
+            self.files["deepbox/requirements.txt"] = content
+            lines += [
+                "",
+                f"# The project's requirements ({origin}), the very last layer: they change most often.",
+                f"USER {user}",
+                f"COPY --chown={user} deepbox/requirements.txt /tmp/deepbox-requirements.txt",
+                f"RUN {install} -r /tmp/deepbox-requirements.txt",
+                "USER root",
+            ]
+        return lines
+
+    def _check(self) -> list[str]:
+        """The built environment must equal the lock: nothing missing, nothing extra (deepbox's own pip
+        and uv aside, unless the lock has them)."""
+        assert self.lock is not None
+        expected = {normalize(p.name): p.version for p in self.lock.packages}
+        tools = [tool for tool in ("pip", "setuptools", "uv", "wheel") if tool not in expected]
+        facts = self.facts
+        if facts is not None and facts.python_path.startswith(f"{VENV}/") and self.plan.system_site_packages:
+            # A snapshot base: its venv is the box's, with the packages it already had.
+            expected = {
+                **{name: version for name, version in facts.packages.items() if name not in tools},
+                **expected,
+            }
+        # Sorted as lines, the way `sort` in the image sorts them ("foo-bar==1" before "foo==1").
+        lines = sorted(f"{name}=={version}\n" for name, version in expected.items())
+        self.files["deepbox/lock/installed.txt"] = "".join(lines).encode()
+        normalized = "awk -F'==' '{ name = tolower($1); gsub(/[-_.]+/, \"-\", name); print name \"==\" $2 }'"
+        return [
+            "",
+            "# The environment equals the lock: every locked package, nothing else.",
+            f"COPY deepbox/lock/installed.txt {LOCKED}/installed.txt",
+            f"RUN uv pip list --format freeze | {normalized} | grep -v -E '^({'|'.join(tools)})==' | LC_ALL=C sort \\",
+            f" | diff {LOCKED}/installed.txt - \\",
+            " || { echo 'deepbox: the environment differs from deepbox.lock (< missing, > extra)' >&2; exit 1; }",
+        ]
 
 
 def _box_path(facts: BaseFacts | None) -> str:

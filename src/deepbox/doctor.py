@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import shlex
 import shutil
-import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from deepbox import gpu
+from deepbox import cudachoice, gpu, lock
 from deepbox.config import Spec
 from deepbox.errors import DeepboxError
+from deepbox.lock import Variant
 
 GIB = 1024**3
 # Roughly what a box image needs: a CPU box with the scientific stack, or CUDA wheels (several GB).
@@ -109,9 +109,6 @@ def gpu_findings(spec: Spec, smi_output: str | None, info: dict[str, Any]) -> li
                 f"(it has {', '.join(g.index for g in gpus)}); fix gpus in the configuration.",
             )
         )
-    if spec.device == "cuda" and spec.cuda:
-        verdict = gpu.driver_verdict(gpus[0].driver, spec.cuda)
-        findings.append(Finding("driver", verdict.level, verdict.message))
     if wanted:
         if gpu.nvidia_runtime(info):
             findings.append(Finding("runtime", "ok", "The engine has the NVIDIA container runtime."))
@@ -120,6 +117,63 @@ def gpu_findings(spec: Spec, smi_output: str | None, info: dict[str, Any]) -> li
 
             findings.append(Finding("runtime", "error", NO_GPU_RUNTIME))
     return findings
+
+
+def lock_finding(spec: Spec, variants: dict[str, Variant], config: str) -> Finding:
+    """Is there a lock for this box's device, and does it still match deepbox.toml?"""
+    name = lock.LOCK_FILE
+    wanted = [key for key in variants if (key == "cpu") == (spec.device == "cpu")]
+    if not wanted:
+        return Finding(
+            "lock", "warning", f"{name} has no {spec.device} variant yet: `deepbox up` (or `deepbox lock`) writes one."
+        )
+    stale = [key for key in wanted if variants[key].config != config]
+    if stale:
+        return Finding(
+            "lock",
+            "warning",
+            f"{name} ({', '.join(stale)}) is stale: deepbox.toml or the requirements changed since; `deepbox up` "
+            "locks again (`deepbox lock` to do it now, `up --frozen` refuses).",
+        )
+    described = ", ".join(
+        f"{key} ({len(variants[key].packages)} packages, {variants[key].exclude_newer})" for key in wanted
+    )
+    return Finding("lock", "ok", f"{name} is fresh for deepbox.toml: {described}.")
+
+
+def cuda_finding(spec: Spec, variants: dict[str, Variant], gpus: list[gpu.Gpu] | None) -> Finding | None:
+    """Which CUDA the box gets on this host, and the driver that choice rests on."""
+    if spec.device != "cuda":
+        return None
+    host = cudachoice.Host.of(gpus)
+    setting = spec.cuda or "auto"
+    usable = cudachoice.choose_existing(variants, setting, host) if host.driver else []
+    majors, reasons = cudachoice.candidate_majors(setting, host)
+    if usable:
+        chosen = variants[usable[0]]
+        return Finding(
+            "cuda",
+            "ok",
+            f"CUDA {chosen.cuda or chosen.cuda_major} ({chosen.key} in the lock) runs on driver {host.driver} "
+            f"(needs {chosen.min_driver} or newer).",
+        )
+    if not host.driver:
+        return Finding(
+            "cuda",
+            "warning",
+            "No NVIDIA driver here to choose the CUDA for: `deepbox lock` takes the newest CUDA major every framework "
+            "resolves for (the box's host needs its driver).",
+        )
+    locked = [key for key in variants if key.startswith("cuda")]
+    if not majors:
+        return Finding("cuda", "error", f"This host can run no CUDA major deepbox knows: {'; '.join(reasons)}.")
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    moved = f"the lock has {', '.join(locked)}, which driver {host.driver} cannot run; " if locked else ""
+    return Finding(
+        "cuda",
+        "warning",
+        f"{moved}`deepbox up` locks CUDA {majors[0]} or older for driver {host.driver}{why}.",
+    )
 
 
 def container_gpu_finding(output: str | None, error: str = "") -> Finding:
@@ -134,25 +188,6 @@ def container_gpu_finding(output: str | None, error: str = "") -> Finding:
         f"A test container that asked for GPUs sees none{detail}; check the NVIDIA Container Toolkit "
         "(nvidia-ctk runtime configure --runtime=docker) and restart Docker.",
     )
-
-
-def _nvidia_smi() -> str | None:
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        done = subprocess.run(gpu.NVIDIA_SMI_QUERY, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
-def _server_nvidia_smi(spec: Spec) -> str | None:
-    from deepbox import remote
-
-    try:
-        return remote.run(remote.parse(spec.host), shlex.join(gpu.NVIDIA_SMI_QUERY))
-    except DeepboxError:
-        return None  # not installed there, or no driver
 
 
 def _server_free_bytes(spec: Spec, path: str) -> int | None:
@@ -205,9 +240,17 @@ def run(spec: Spec) -> list[Finding]:
         )
     else:
         findings.append(Finding("base", "ok", f"Base image {spec.base} is on the engine."))
-    smi = _server_nvidia_smi(spec) if spec.host else _nvidia_smi()
+    smi = gpu.read_nvidia_smi(spec.host)
     gpu_results = gpu_findings(spec, smi, info)
     findings += gpu_results
+    try:
+        variants = lock.read(spec.project)
+        findings.append(lock_finding(spec, variants, lock.config_digest(spec)))
+        cuda = cuda_finding(spec, variants, gpu.parse_nvidia_smi(smi) if smi is not None else None)
+        if cuda is not None:
+            findings.append(cuda)
+    except DeepboxError as exc:
+        findings.append(Finding("lock", "error", exc.message))
     wanted = spec.gpus.wanted
     if wanted and all(f.level != "error" for f in gpu_results) and has_base:
         from docker.types import DeviceRequest

@@ -1,7 +1,7 @@
 """GPUs: which ones a box asks for, what the host has, and whether the driver runs the box's CUDA.
 
 Pure functions over recorded inputs (`nvidia-smi` output, `docker info`), so every decision is
-unit-tested without a GPU; `doctor` and `up` feed them the live values.
+unit-tested without a GPU; `read_nvidia_smi` gathers the live output for `doctor` and `up`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from deepbox.catalog import cuda as cuda_versions
 from deepbox.errors import ConfigError
 
-# What `doctor` asks nvidia-smi for; one CSV line per GPU.
-NVIDIA_SMI_QUERY = ["nvidia-smi", "--query-gpu=index,name,driver_version,memory.total", "--format=csv,noheader"]
+# What `doctor` and the CUDA choice ask nvidia-smi for; one CSV line per GPU. Drivers before ~510 do
+# not know compute_cap, so the same query without it follows when the first fails.
+_FIELDS = "index,name,driver_version,memory.total"
+NVIDIA_SMI = (
+    f"nvidia-smi --query-gpu={_FIELDS},compute_cap --format=csv,noheader 2>/dev/null"
+    f" || nvidia-smi --query-gpu={_FIELDS} --format=csv,noheader"
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,7 @@ class Gpu:
     name: str
     driver: str
     memory_mib: int | None
+    compute_capability: str | None = None  # "9.0"; None where the driver cannot tell
 
 
 @dataclass(frozen=True)
@@ -77,21 +83,50 @@ def parse_request(value: str | int | list[str] | None, device: str) -> GpuReques
 
 
 def parse_nvidia_smi(output: str) -> list[Gpu]:
-    """GPUs from `nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader`."""
+    """GPUs from `nvidia-smi --query-gpu=index,name,driver_version,memory.total[,compute_cap]
+    --format=csv,noheader`."""
     gpus = []
     for row in csv.reader(io.StringIO(output)):
         if len(row) < 3 or not row[0].strip().isdigit():
             continue  # blank lines, or messages such as "No devices were found"
         memory = row[3].strip().split()[0] if len(row) > 3 and row[3].strip() else ""
+        capability = row[4].strip() if len(row) > 4 else ""
         gpus.append(
             Gpu(
                 index=row[0].strip(),
                 name=row[1].strip(),
                 driver=row[2].strip(),
                 memory_mib=int(memory) if memory.isdigit() else None,
+                compute_capability=capability if capability[:1].isdigit() else None,
             )
         )
     return gpus
+
+
+def read_nvidia_smi(host: str = "") -> str | None:
+    """nvidia-smi's GPU list on the box's host: this machine, or the server (`host`) over ssh. None when
+    there is no working driver. The one function here that looks at a live machine."""
+    import subprocess
+
+    from deepbox.errors import DeepboxError
+
+    if host:
+        from deepbox import remote
+
+        try:
+            return remote.run(remote.parse(host), NVIDIA_SMI)
+        except DeepboxError:
+            return None  # not installed there, or no driver
+    try:
+        done = subprocess.run(["sh", "-c", NVIDIA_SMI], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def host_gpus(host: str = "") -> list[Gpu] | None:
+    output = read_nvidia_smi(host)
+    return None if output is None else parse_nvidia_smi(output)
 
 
 def nvidia_runtime(docker_info: dict[str, object]) -> bool:

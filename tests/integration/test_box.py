@@ -196,7 +196,15 @@ def test_config_change_rebuilds_keeps_data_and_a_failed_build_keeps_the_old_box(
     assert rebuilt["image"] != json.loads(first.out)["image"]
     assert project.ssh("cat ~/data.txt && python -c 'import six'").out.strip() == "survived"
 
+    # A package that does not exist fails while locking, before anything is built.
     project.write_config('pip = ["deepbox-test-no-such-package-xyz"]')
+    unlocked = project.deepbox("up")
+    assert unlocked.code == 1
+    assert "The box's packages do not resolve" in unlocked.err and "deepbox-test-no-such-package-xyz" in unlocked.err
+    assert "Traceback" not in unlocked.err
+
+    # A build that fails (a Debian package that does not exist) leaves the old box as it was.
+    project.write_config('pip = ["six"]\napt = ["deepbox-test-no-such-package-xyz"]')
     failed = project.deepbox("up")
     assert failed.code == 1
     assert "build failed at step" in failed.err

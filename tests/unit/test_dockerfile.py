@@ -86,7 +86,7 @@ def test_golden_lines_of_a_default_spec(spec_for):
     assert "USER 4321:4322" in steps
     venv = index_of(steps, lambda s: s.startswith("RUN python3 -m venv /opt/venv "))
     assert "/opt/venv/bin/python -m pip install -q --no-cache-dir --disable-pip-version-check " in steps[venv]
-    assert "--ignore-requires-python 'uv==" in steps[venv]
+    assert "--ignore-requires-python uv==0.13.9" in steps[venv]
     assert steps.index("USER 4321:4322") < venv
     assert "COPY deepbox/sshd_config /etc/ssh/sshd_config" in steps
     assert "ENV DEEPBOX_USER=alice DEEPBOX_WORKSPACE=/workspace" in steps

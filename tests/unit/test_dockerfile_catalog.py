@@ -6,6 +6,7 @@ DEEPBOX_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_dockerfile_catalog.py a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from deepbox.baseimage import BaseFacts
 from deepbox.config import load_spec
 from deepbox.dockerfile import render, standalone
 from deepbox.errors import ConfigError
+from deepbox.lock import Variant
+from deepbox.resolver import Package
 
 GOLDEN = Path(__file__).parent / "golden"
 USER = '[user]\nname = "alice"\nuid = 4321\ngid = 4322\n'
@@ -175,3 +178,71 @@ def test_old_sdists_build_with_their_build_constraints(make_project):
     chainer = next(line for line in runs(context.dockerfile) if "chainer" in line)
     assert "--build-constraint /tmp/deepbox-build-constraints.txt" in chainer
     assert "build-constraint" not in render(load_spec(make_project(folder="plain"))).dockerfile
+
+
+def _locked(*packages: tuple[str, str, str]) -> Variant:
+    return Variant(
+        "cpu", "digest", "3.11", "x86_64-manylinux_2_36", "", "", "", "2026-11-30T00:00:00Z", "uv 0.13.9",
+        tuple(
+            Package(name, version, tier, f"https://files.example/{name}-{version}-py3-none-any.whl", "ab" * 32)
+            for name, version, tier in packages
+        ),
+    )  # fmt: skip
+
+
+def test_golden_locked_dockerfile(make_project):
+    project = make_project('frameworks = ["pytorch", "scikit-learn"]\npip = ["rich"]\n' + USER, folder="golden")
+    (project / "requirements.txt").write_text("tqdm\n")
+    variant = _locked(
+        ("numpy", "2.4.6", "base"),
+        ("torch", "2.13.0+cpu", "heavy"),
+        ("sympy", "1.14.0", "heavy"),
+        ("scikit-learn", "1.9.1", "library"),
+        ("rich", "15.0.0", "pip"),
+        ("tqdm", "4.70.1", "requirements"),
+    )
+    context = render(load_spec(project), lock=variant)
+    check_golden("locked", context.dockerfile)
+    steps = runs(context.dockerfile)
+    assert not [step for step in steps if "==" in step and "uv pip install" in step], "no specifier is resolved"
+    assert context.files["deepbox/lock/1-heavy.txt"].decode().splitlines() == [
+        f"torch @ https://files.example/torch-2.13.0+cpu-py3-none-any.whl --hash=sha256:{'ab' * 32}",
+        f"sympy @ https://files.example/sympy-1.14.0-py3-none-any.whl --hash=sha256:{'ab' * 32}",
+    ]
+    assert context.files["deepbox/lock/installed.txt"].decode().splitlines()[0] == "numpy==2.4.6"
+    lines = context.dockerfile.splitlines()
+    heavy_copy = lines.index("COPY --chown=4321:4322 deepbox/lock/1-heavy.txt /tmp/deepbox-lock/1-heavy.txt")
+    assert lines[heavy_copy + 1] == "RUN uv pip install --no-deps --require-hashes -r /tmp/deepbox-lock/1-heavy.txt"
+    assert "Not locked" not in context.dockerfile
+
+
+def test_a_locked_change_of_the_project_s_packages_keeps_the_framework_layers(make_project):
+    project = make_project('frameworks = ["pytorch"]\npip = ["rich"]\n' + USER)
+    base = [("numpy", "2.4.6", "base"), ("torch", "2.13.0+cpu", "heavy")]
+    before = render(load_spec(project), lock=_locked(*base, ("rich", "15.0.0", "pip")))
+    after = render(load_spec(project), lock=_locked(*base, ("rich", "15.0.0", "pip"), ("six", "1.17.0", "pip")))
+    assert before.files["deepbox/lock/1-heavy.txt"] == after.files["deepbox/lock/1-heavy.txt"]
+    assert before.files["deepbox/lock/4-pip.txt"] != after.files["deepbox/lock/4-pip.txt"]
+    heavy = before.dockerfile.split("# The SSH layer")[0]
+    assert heavy == after.dockerfile.split("# The SSH layer")[0], "the layers above the project's are the same"
+
+
+def test_a_locked_local_wheel_travels_alone_in_the_context(make_project, tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"torch")
+    (wheels / "other-1.0-py3-none-any.whl").write_bytes(b"other")
+    project = make_project(f'frameworks = ["pytorch"]\n[build]\nfind_links = ["{wheels}"]\n' + USER)
+    local = (wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").resolve().as_uri()
+    variant = dataclasses.replace(
+        _locked(("numpy", "2.4.6", "base")),
+        packages=(Package("torch", "2.13.0+cpu", "heavy", local, "cd" * 32),),
+    )
+    context = render(load_spec(project), lock=variant)
+    assert sorted(name for name in context.files if name.startswith("deepbox/wheels/")) == [
+        "deepbox/wheels/0/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+    ]
+    assert context.files["deepbox/lock/1-heavy.txt"].decode() == (
+        "torch @ file:///tmp/deepbox-wheels/0/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl "
+        f"--hash=sha256:{'cd' * 32}\n"
+    )

@@ -131,14 +131,21 @@ def test_doctor_cuda_box_without_driver_is_an_error(tmp_path):
 
 
 def test_doctor_cuda_box_with_driver_and_runtime(tmp_path):
-    found = levels(doctor.gpu_findings(spec_of(tmp_path, device="cuda", cuda="12.4"), H200, INFO_NVIDIA))
-    assert found == {"gpu": "ok", "driver": "ok", "runtime": "ok"}
+    found = levels(doctor.gpu_findings(spec_of(tmp_path, device="cuda"), H200, INFO_NVIDIA))
+    assert found == {"gpu": "ok", "runtime": "ok"}
 
 
-def test_doctor_missing_runtime_and_old_driver(tmp_path):
-    found = doctor.gpu_findings(spec_of(tmp_path, device="cuda", cuda="12.4"), TWO_V100, INFO_PLAIN)
-    assert levels(found) == {"gpu": "ok", "driver": "error", "runtime": "error"}
+def test_doctor_missing_runtime(tmp_path):
+    found = doctor.gpu_findings(spec_of(tmp_path, device="cuda"), TWO_V100, INFO_PLAIN)
+    assert levels(found) == {"gpu": "ok", "runtime": "error"}
     assert "nvidia-ctk" in next(f.message for f in found if f.check == "runtime")
+
+
+def test_nvidia_smi_with_and_without_compute_capability():
+    (h200,) = gpu.parse_nvidia_smi("0, NVIDIA H200, 580.65.06, 143771 MiB, 9.0\n")
+    assert h200.compute_capability == "9.0" and h200.driver == "580.65.06"
+    assert gpu.parse_nvidia_smi(TWO_V100)[0].compute_capability is None, "drivers before ~510 cannot tell"
+    assert "compute_cap" in gpu.NVIDIA_SMI and "||" in gpu.NVIDIA_SMI, "old drivers get the query without it"
 
 
 def test_doctor_unknown_gpu_id(tmp_path):
