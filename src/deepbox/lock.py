@@ -91,6 +91,8 @@ def read(project: Path) -> dict[str, Variant]:
         return {}
     try:
         data = tomllib.loads(file.read_text())
+        if data.get("version") != FORMAT:
+            raise DeepboxError(f"{file} is from another deepbox version; delete it and run `deepbox lock`.")
         variants = {}
         for key, raw in (data.get("variants") or {}).items():
             packages = tuple(Package(**item) for item in raw.pop("packages", []))
@@ -99,8 +101,6 @@ def read(project: Path) -> dict[str, Variant]:
         raise DeepboxError(
             f"{file} cannot be read ({exc}); delete it and run `deepbox lock` to write it again."
         ) from exc
-    if data.get("version") != FORMAT:
-        raise DeepboxError(f"{file} is from another deepbox version; delete it and run `deepbox lock`.")
     return variants
 
 

@@ -36,10 +36,6 @@ class Package:
     url: str  # the wheel (or sdist) for the box's platform
     sha256: str
 
-    @property
-    def pin(self) -> str:
-        return f"{self.name}=={self.version}"
-
 
 @dataclass(frozen=True)
 class Job:
