@@ -34,6 +34,9 @@ UNREAD_BASE = "The base image was not read (no engine, or not pulled yet): `deep
 UNLOCKED = "Not locked: installs what the specifiers resolve to today; `deepbox lock` pins every package."
 WHEELS = "/tmp/deepbox-wheels"  # noqa: S108 - local wheel folders in the image, while building
 LOCKED = "/tmp/deepbox-lock"  # noqa: S108 - the lock's parts in the image, while building
+# What making the venv and seeding uv put in it besides the lock (Debian's and Ubuntu's ensurepip add
+# a pkg-resources 0.0.0 stand-in).
+SEEDED = ("pip", "setuptools", "wheel", "pkg-resources", "uv")
 JUPYTER_PORT = 8888
 TIER_TITLES = {
     "base": "Scientific base (rarely changes)",
@@ -447,7 +450,7 @@ class _Installs:
         and uv aside, unless the lock has them)."""
         assert self.lock is not None
         expected = {normalize(p.name): p.version for p in self.lock.packages}
-        tools = [tool for tool in ("pip", "setuptools", "uv", "wheel") if tool not in expected]
+        tools = [tool for tool in SEEDED if tool not in expected]
         facts = self.facts
         if facts is not None and facts.python_path.startswith(f"{VENV}/") and self.plan.system_site_packages:
             # A snapshot base: its venv is the box's, with the packages it already had.

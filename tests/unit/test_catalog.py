@@ -464,3 +464,5 @@ def test_a_base_without_python_gets_the_suite_s_python():
     assert box_plan.system_site_packages
     with pytest.raises(ConfigError, match="bullseye"):
         plan(["darknet"], base="my-registry/debian-11", facts=facts)
+    bionic = BaseFacts(image_id="sha256:bionic", os="ubuntu", codename="bionic")
+    assert plan(["numpy"], base="deepbox/ubuntu:bionic", facts=bionic).python == "3.6"

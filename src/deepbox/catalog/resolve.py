@@ -23,9 +23,13 @@ ALIASES: dict[str, str] = {alias: fw.name for fw in ENTRIES for alias in fw.alia
 
 # The Python each known base ships (the box's Python unless `python` asks for another).
 BASE_PYTHON: dict[str, str] = {
+    "stretch": "3.5",
+    "buster": "3.7",
     "bullseye": "3.9",
     "bookworm": "3.11",
     "trixie": "3.13",
+    "bionic": "3.6",
+    "18.04": "3.6",
     "focal": "3.8",
     "20.04": "3.8",
     "jammy": "3.10",

@@ -62,6 +62,6 @@ USER root
 
 # The environment equals the lock: every locked package, nothing else.
 COPY deepbox/lock/installed.txt /tmp/deepbox-lock/installed.txt
-RUN uv pip list --format freeze | awk -F'==' '{ name = tolower($1); gsub(/[-_.]+/, "-", name); print name "==" $2 }' | grep -v -E '^(pip|setuptools|uv|wheel)==' | LC_ALL=C sort \
+RUN uv pip list --format freeze | awk -F'==' '{ name = tolower($1); gsub(/[-_.]+/, "-", name); print name "==" $2 }' | grep -v -E '^(pip|setuptools|wheel|pkg-resources|uv)==' | LC_ALL=C sort \
  | diff /tmp/deepbox-lock/installed.txt - \
  || { echo 'deepbox: the environment differs from deepbox.lock (< missing, > extra)' >&2; exit 1; }
