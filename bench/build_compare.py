@@ -25,7 +25,8 @@ from typing import Any
 import docker
 
 from deepbox.config import BoxConfig, resolve
-from deepbox.dockerfile import BuildContext, render
+from deepbox.dockerfile import render
+from deepbox.model import BuildContext
 
 LABEL = {"deepbox.bench": "build-compare"}
 CA = "/etc/ssl/certs/ca-certificates.crt"

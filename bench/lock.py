@@ -33,8 +33,9 @@ import docker
 
 from deepbox import baseimage, lock
 from deepbox.config import load_spec
-from deepbox.dockerfile import BuildContext, render
+from deepbox.dockerfile import render
 from deepbox.engine import Engine
+from deepbox.model import BuildContext
 
 LABEL = {"deepbox.bench": "lock"}
 CA = "/etc/ssl/certs/ca-certificates.crt"

@@ -142,7 +142,7 @@ def facts(engine: Engine, base: str) -> BaseFacts:
             "based, and deepbox installs the box's SSH server with apt-get: set base in deepbox.toml to a Debian "
             "or Ubuntu based image."
         )
-    from deepbox.ssh import atomic_write
+    from deepbox.fsutil import atomic_write
 
     atomic_write(cache, json.dumps(asdict(found), sort_keys=True))
     return found

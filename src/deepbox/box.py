@@ -16,7 +16,6 @@ import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +25,7 @@ from filelock import FileLock, Timeout
 
 from deepbox import baseimage, catalog, gpu, lock, paths, remote, ssh
 from deepbox.config import Spec
-from deepbox.dockerfile import VENV, BuildContext, plan_for, render
+from deepbox.dockerfile import VENV, plan_for, render
 from deepbox.engine import (
     LABEL_ALIAS,
     LABEL_BOX,
@@ -37,6 +36,8 @@ from deepbox.engine import (
     PortInUseError,
 )
 from deepbox.errors import DeepboxError
+from deepbox.fsutil import atomic_write
+from deepbox.model import BoxStatus, BuildContext, FrameworkCheck, UpResult
 
 HOST_KEY = "/etc/ssh/deepbox/ssh_host_ed25519_key.pub"
 SSHD_NOTES = "/run/deepbox/notes"  # written by the box's sshd-config.sh
@@ -47,57 +48,6 @@ BOOTSTRAP_HINT = "deepbox base bootstrap --tag {tag}"
 class Reporter(Protocol):
     def step(self, message: str) -> None: ...
     def build_line(self, line: str) -> None: ...
-
-
-@dataclass
-class FrameworkCheck:
-    name: str
-    module: str
-    ok: bool
-    version: str = ""
-    gpu: bool | None = None
-    gpu_count: int | None = None  # how many GPUs it sees, for frameworks that can count them
-    error: str = ""
-    from_base: bool = False  # the base image's own copy, not one deepbox installed
-
-
-@dataclass
-class UpResult:
-    box: str
-    alias: str
-    action: str  # created | recreated | started | running
-    image: str
-    host: str
-    port: int
-    user: str
-    workspace: str
-    key: str  # the private key the box trusts
-    python: str  # the interpreter IDEs should use
-    python_version: str
-    jupyter_url: str | None = None
-    frameworks: list[FrameworkCheck] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # weaker choices an old OpenSSH in the box forced
-    lock: str = ""  # the variant of deepbox.lock the box was built from: cpu, cuda13, ...
-    cuda: str = ""  # the CUDA version its packages carry
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class BoxStatus:
-    box: str
-    state: str
-    image: str
-    port: int | None
-    project: str
-    alias: str
-    uptime_seconds: int | None
-    gpus: str = ""  # what the box asked Docker for: "all", "2", "0,2"; "" for none
-    host: str = ""  # the engine's server ("ssh://..."), "" for the local engine
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def image_tag(spec: Spec, context: BuildContext) -> str:
@@ -541,7 +491,7 @@ def verify(
             f"The framework check could not run in the box (exit {code}): {output.strip()[-300:]}."
         ) from exc
     if cache is not None and not report.get("cached") and all(row["ok"] for row in report["checks"]):
-        ssh.atomic_write(cache, json.dumps(report), mode=0o600)
+        atomic_write(cache, json.dumps(report), mode=0o600)
     fields = ("name", "module", "ok", "version", "gpu", "gpu_count", "error")
     checks_out = [FrameworkCheck(**{k: row.get(k) for k in fields if k in row}) for row in report["checks"]]
     return report["python"], checks_out
@@ -603,7 +553,7 @@ def jupyter_token(box: str) -> str:
     path = paths.jupyter_token(box)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        ssh.atomic_write(path, secrets.token_urlsafe(32), 0o600)
+        atomic_write(path, secrets.token_urlsafe(32), 0o600)
     return path.read_text().strip()
 
 
@@ -660,7 +610,7 @@ def rm(box: str, volumes: bool, reporter: Reporter, host: str = "") -> list[str]
 def remember_host(host: str) -> None:
     known = known_hosts()
     if host not in known:
-        ssh.atomic_write(paths.remote_hosts(), json.dumps(sorted([*known, host]), indent=1) + "\n")
+        atomic_write(paths.remote_hosts(), json.dumps(sorted([*known, host]), indent=1) + "\n")
 
 
 def known_hosts() -> list[str]:

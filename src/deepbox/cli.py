@@ -22,8 +22,8 @@ from deepbox import __version__
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from deepbox.box import UpResult
     from deepbox.config import Spec
+    from deepbox.model import UpResult
 
 
 def _console(stderr: bool = True) -> Console:
@@ -163,7 +163,7 @@ def init(ctx: click.Context, force: bool) -> None:
     target = _project(ctx) / CONFIG_FILE
     if target.exists() and not force:
         raise DeepboxError(f"{target} already exists; edit it, or pass --force to replace it.")
-    from deepbox.ssh import atomic_write
+    from deepbox.fsutil import atomic_write
 
     atomic_write(target, config_template(sanitize_box_name(_project(ctx).name)))
     _console().print(f"Wrote {target}. Edit it, then run `deepbox up`.")

@@ -22,7 +22,7 @@ from deepbox.errors import ConfigError
 from deepbox.gpu import GpuRequest, parse_request
 
 if TYPE_CHECKING:
-    from deepbox.remote import Account
+    from deepbox.model import Account
 
 CONFIG_FILE = "deepbox.toml"
 DEFAULT_BASE = "debian:bookworm-slim"

@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from deepbox.config import Spec
-from deepbox.dockerfile import JUPYTER_PORT, VENV, BuildContext
+from deepbox.dockerfile import JUPYTER_PORT, VENV
 from deepbox.errors import DeepboxError
+from deepbox.fsutil import atomic_write
 from deepbox.ide.vscode import INTERPRETER_SETTING, JsoncError, load_jsonc
-from deepbox.ssh import atomic_write
+from deepbox.model import BuildContext
 
 FOLDER = ".devcontainer"
 CONFIG_NAME = "devcontainer.json"

@@ -7,12 +7,8 @@ assets, CA certificates and local wheel folders; never a private key or authoriz
 
 from __future__ import annotations
 
-import hashlib
-import io
 import shlex
-import tarfile
 import tomllib
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -23,6 +19,7 @@ from deepbox.catalog.model import normalize
 from deepbox.config import Spec
 from deepbox.errors import ConfigError
 from deepbox.lock import Variant
+from deepbox.model import BuildContext
 from deepbox.resolver import ALL_TIERS
 
 VENV = "/opt/venv"
@@ -44,30 +41,6 @@ TIER_TITLES = {
     "library": "Libraries on top of them",
     "tool": "Tools",
 }
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    dockerfile: str
-    files: dict[str, bytes] = field(default_factory=dict)  # context path -> content
-
-    @property
-    def spec_hash(self) -> str:
-        digest = hashlib.sha256(self.dockerfile.encode())
-        for path in sorted(self.files):
-            digest.update(path.encode() + b"\0" + hashlib.sha256(self.files[path]).digest())
-        return digest.hexdigest()[:12]
-
-    def tar(self) -> io.BytesIO:
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
-            for path, content in sorted({"Dockerfile": self.dockerfile.encode(), **self.files}.items()):
-                info = tarfile.TarInfo(path)
-                info.size = len(content)
-                info.mode = 0o755 if path.endswith(".sh") else 0o644
-                archive.addfile(info, io.BytesIO(content))
-        buffer.seek(0)
-        return buffer
 
 
 def _asset(name: str) -> str:

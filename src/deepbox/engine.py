@@ -19,8 +19,8 @@ import docker.errors
 from docker.models.containers import Container
 from docker.models.images import Image
 
-from deepbox.dockerfile import BuildContext
 from deepbox.errors import DeepboxError
+from deepbox.model import BuildContext
 
 LABEL_BOX = "deepbox.box"
 LABEL_PROJECT = "deepbox.project"

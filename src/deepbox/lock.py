@@ -107,7 +107,7 @@ def read(project: Path) -> dict[str, Variant]:
 def write(project: Path, box: str, variants: dict[str, Variant]) -> None:
     import tomli_w
 
-    from deepbox.ssh import atomic_write
+    from deepbox.fsutil import atomic_write
 
     data = {
         "version": FORMAT,

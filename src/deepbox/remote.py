@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from deepbox import ssh
 from deepbox.errors import ConfigError, DeepboxError
+from deepbox.model import Account
 
 REMOTE_SOCKET = "/var/run/docker.sock"
 
@@ -41,16 +42,6 @@ class Server:
     def jump(self) -> str:
         """The ProxyJump value: [user@]host[:port]."""
         return self.destination + (f":{self.port}" if self.port else "")
-
-
-@dataclass(frozen=True)
-class Account:
-    """The server user: the box user mirrors it, and box folders live in its home."""
-
-    name: str
-    uid: int
-    gid: int
-    home: str
 
 
 def parse(url: str) -> Server:

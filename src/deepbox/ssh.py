@@ -18,6 +18,7 @@ from pathlib import Path
 
 from deepbox import paths
 from deepbox.errors import DeepboxError
+from deepbox.fsutil import atomic_write
 
 INCLUDE_MARKER = "# Added by deepbox: its boxes' Host entries (see `deepbox --help`)."
 BLOCK_START = "# deepbox box: {alias}"
@@ -32,22 +33,6 @@ class Endpoint:
     user: str
     identity: Path
     jump: str | None = None  # [user@]server[:port] for a box on a server's engine
-
-
-def atomic_write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
-    """Write via a temp file in the same folder and rename: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode() if isinstance(text, str) else text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).chmod(mode)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # Client keys ----------------------------------------------------------------------------------

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from deepbox.box import UpResult
 from deepbox.config import load_spec
 from deepbox.ide import pycharm
+from deepbox.model import UpResult
 from deepbox.ssh import ssh_base_args
 
 OWNER = (4242, 4243)

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from deepbox.box import UpResult
+from deepbox.model import UpResult
 
 
 def up_result(**changes: object) -> UpResult:

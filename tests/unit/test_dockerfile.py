@@ -10,8 +10,9 @@ import pytest
 
 from deepbox import ssh
 from deepbox.config import BoxUser, load_spec
-from deepbox.dockerfile import BuildContext, render
+from deepbox.dockerfile import render
 from deepbox.errors import ConfigError
+from deepbox.model import BuildContext
 
 PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIBfakecertificatebody\n-----END CERTIFICATE-----\n"
 PEM_KEY = "-----BEGIN PRIVATE KEY-----\nMIIEfakeprivatekeybody\n-----END PRIVATE KEY-----\n"

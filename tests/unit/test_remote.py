@@ -99,8 +99,8 @@ def test_sync_refuses_a_local_box_and_a_shallow_delete(tmp_path):
 
 
 def test_pycharm_reaches_a_remote_box_by_its_alias_and_uploads_on_save(tmp_path):
-    from deepbox.box import UpResult
     from deepbox.ide import pycharm
+    from deepbox.model import UpResult
 
     spec = remote_spec(tmp_path)
     result = UpResult(

@@ -16,7 +16,8 @@ import pytest
 
 from deepbox import paths, ssh
 from deepbox.errors import DeepboxError
-from deepbox.ssh import INCLUDE_MARKER, Endpoint, add_include, atomic_write
+from deepbox.fsutil import atomic_write
+from deepbox.ssh import INCLUDE_MARKER, Endpoint, add_include
 
 from .conftest import RUNNING_AS_ROOT
 

@@ -23,8 +23,8 @@ import shutil
 import sys
 from urllib.parse import quote, urlencode
 
-from deepbox.box import UpResult
 from deepbox.errors import DeepboxError
+from deepbox.model import UpResult
 
 SCHEME = "jetbrains-gateway"
 _PRODUCT_CODE = re.compile(r"^[A-Z]{2,3}$")

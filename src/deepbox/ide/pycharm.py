@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deepbox.box import UpResult
 from deepbox.config import RunConfig, Spec, project_relative
 from deepbox.errors import DeepboxError
-from deepbox.ssh import atomic_write
+from deepbox.fsutil import atomic_write
+from deepbox.model import UpResult
 
 SDK_TYPE = "Python SDK"
 HELPERS_FOLDER = ".pycharm_helpers"

@@ -31,11 +31,12 @@ from typing import Any
 from urllib.parse import quote
 
 from deepbox import paths
-from deepbox.box import UpResult
 from deepbox.config import RunConfig, Spec, project_relative
 from deepbox.errors import ConfigError, DeepboxError
+from deepbox.fsutil import atomic_write
 from deepbox.ide.pycharm import run_configurations
-from deepbox.ssh import atomic_write, include_line
+from deepbox.model import UpResult
+from deepbox.ssh import include_line
 
 INTERPRETER_SETTING = "python.defaultInterpreterPath"
 EXTENSIONS = ("ms-python.python", "ms-vscode-remote.remote-ssh")

@@ -1,0 +1,96 @@
+"""Records that several layers share: a build context, what `up` reports, a box in `status`, a server
+account. Plain data, so a module that needs one never imports the module that makes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    dockerfile: str
+    files: dict[str, bytes] = field(default_factory=dict)  # context path -> content
+
+    @property
+    def spec_hash(self) -> str:
+        digest = hashlib.sha256(self.dockerfile.encode())
+        for path in sorted(self.files):
+            digest.update(path.encode() + b"\0" + hashlib.sha256(self.files[path]).digest())
+        return digest.hexdigest()[:12]
+
+    def tar(self) -> io.BytesIO:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for path, content in sorted({"Dockerfile": self.dockerfile.encode(), **self.files}.items()):
+                info = tarfile.TarInfo(path)
+                info.size = len(content)
+                info.mode = 0o755 if path.endswith(".sh") else 0o644
+                archive.addfile(info, io.BytesIO(content))
+        buffer.seek(0)
+        return buffer
+
+
+@dataclass
+class FrameworkCheck:
+    name: str
+    module: str
+    ok: bool
+    version: str = ""
+    gpu: bool | None = None
+    gpu_count: int | None = None  # how many GPUs it sees, for frameworks that can count them
+    error: str = ""
+    from_base: bool = False  # the base image's own copy, not one deepbox installed
+
+
+@dataclass
+class UpResult:
+    box: str
+    alias: str
+    action: str  # created | recreated | started | running
+    image: str
+    host: str
+    port: int
+    user: str
+    workspace: str
+    key: str  # the private key the box trusts
+    python: str  # the interpreter IDEs should use
+    python_version: str
+    jupyter_url: str | None = None
+    frameworks: list[FrameworkCheck] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # weaker choices an old OpenSSH in the box forced
+    lock: str = ""  # the variant of deepbox.lock the box was built from: cpu, cuda13, ...
+    cuda: str = ""  # the CUDA version its packages carry
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BoxStatus:
+    box: str
+    state: str
+    image: str
+    port: int | None
+    project: str
+    alias: str
+    uptime_seconds: int | None
+    gpus: str = ""  # what the box asked Docker for: "all", "2", "0,2"; "" for none
+    host: str = ""  # the engine's server ("ssh://..."), "" for the local engine
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Account:
+    """The server user: the box user mirrors it, and box folders live in its home."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
