@@ -20,12 +20,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import docker
 
 from deepbox.config import BoxConfig, resolve
 from deepbox.dockerfile import render
+from deepbox.engine import Engine, connect, locate
 from deepbox.model import BuildContext
 
 LABEL = {"deepbox.bench": "build-compare"}
@@ -74,25 +72,15 @@ def deepo_context(base: str, extra: str, project: Path) -> BuildContext:
     return BuildContext(DEEPO_STYLE.format(base=base, extra=extra, torch=TORCH), files)
 
 
-def build(client: Any, context: BuildContext, tag: str, nocache: bool) -> float:
+def build(engine: Engine, context: BuildContext, tag: str, nocache: bool) -> float:
     started = time.monotonic()
-    for chunk in client.api.build(
-        fileobj=context.tar(),
-        custom_context=True,
-        tag=tag,
-        rm=True,
-        forcerm=True,
-        decode=True,
-        nocache=nocache,
-        labels=LABEL,
-    ):
-        if "error" in chunk:
-            raise RuntimeError(f"{tag}: {chunk['error'].strip()}")
+    engine.build(context, tag, LABEL, None, lambda _line: None, no_cache=nocache)
     return time.monotonic() - started
 
 
-def size_mb(client: Any, tag: str) -> float:
-    return client.images.get(tag).attrs["Size"] / 1e6
+def size_mb(client: Engine, tag: str) -> float:
+    image = client.image(tag)
+    return image.size / 1e6 if image else 0.0
 
 
 def log(message: str) -> None:
@@ -107,7 +95,7 @@ def main() -> int:
     if not Path(WHEELS).is_dir():
         print(f"needs the local CPU torch wheel folder {WHEELS}", file=sys.stderr)
         return 2
-    client = docker.from_env(timeout=3600)
+    client = connect(locate())
     project = Path.cwd()
     frameworks = ["pytorch==2.13.0", "scikit-learn"]
     rows: list[tuple[str, str, str, str]] = []
@@ -142,10 +130,10 @@ def main() -> int:
             pip = build(client, BuildContext(pip_text, context.files), "deepbox-bench/pip:cold", True)
             rows.append(("scientific preset, uv vs pip s", f"{uv:.1f}", f"{pip:.1f} (pip)", f"{uv / pip:.2f}x"))
     finally:
-        for image in client.images.list(filters={"label": "deepbox.bench=build-compare"}):
+        for image in client.images("deepbox.bench=build-compare"):
             for tag in image.tags:
-                client.images.remove(tag, force=True)
-        client.images.prune(filters={"dangling": True, "label": "deepbox.bench=build-compare"})
+                client.untag(tag)
+        client.close()
     print("| measure | deepbox | Deepo-style | ratio |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")

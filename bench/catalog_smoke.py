@@ -19,12 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import docker
-
 from deepbox import catalog
 from deepbox.config import BoxConfig, resolve
 from deepbox.dockerfile import plan_for, render
-from deepbox.engine import Engine
+from deepbox.engine import Engine, connect, locate
 from deepbox.errors import DeepboxError
 
 LABEL = "deepbox.bench"
@@ -58,16 +56,14 @@ def config_for(name: str, base: str) -> BoxConfig:
     return BoxConfig.model_validate(data)
 
 
-def smoke(client: Any, name: str, base: str, project: Path) -> dict[str, Any]:
+def smoke(engine: Engine, name: str, base: str, project: Path) -> dict[str, Any]:
     fw = catalog.lookup(name)
     row: dict[str, Any] = {"entry": name, "version": "", "ok": False, "seconds": None, "size_mb": None, "note": ""}
     if fw.status != "ok":
         row["note"] = f"refused: {fw.refusal} Use {fw.replacement}."
         return row
     config = config_for(name, base)
-    try:
-        client.images.get(config.base)
-    except docker.errors.ImageNotFound:
+    if engine.image(config.base) is None:
         row["note"] = f"skipped: base {config.base} missing (deepbox base bootstrap --suite ...)"
         return row
     spec = resolve(config, project, None)
@@ -76,23 +72,20 @@ def smoke(client: Any, name: str, base: str, project: Path) -> dict[str, Any]:
     started = time.monotonic()
     error = ""
     try:
-        Engine().build(context, tag, {LABEL: "catalog-smoke"}, None, lambda _line: None)
+        engine.build(context, tag, {LABEL: "catalog-smoke"}, None, lambda _line: None)
     except DeepboxError as exc:
         error = exc.message
     row["seconds"] = round(time.monotonic() - started, 1)
     if error:
         row["note"] = f"build failed: {error[-200:]}"
         return row
-    row["size_mb"] = round(client.images.get(tag).attrs["Size"] / 1e6)
+    built = engine.image(tag)
+    row["size_mb"] = round(built.size / 1e6) if built else None
     checks = [[f.name, f.module] for f in plan_for(spec).frameworks if f.name == name]
-    output = client.containers.run(
-        tag,
-        ["/opt/venv/bin/python", "-c", CHECK, json.dumps(checks)],
-        entrypoint=[],
-        remove=True,
-        labels={LABEL: "catalog-smoke"},
+    output = engine.run_once(
+        tag, ["/opt/venv/bin/python", "-c", CHECK, json.dumps(checks)], entrypoint=[], labels={LABEL: "catalog-smoke"}
     )
-    ok, detail = json.loads(output.decode().strip().splitlines()[-1])[name]
+    ok, detail = json.loads(output.strip().splitlines()[-1])[name]
     row["ok"], row["version"] = ok, detail if ok else ""
     row["note"] = "" if ok else detail
     return row
@@ -117,7 +110,7 @@ def main() -> int:
     parser.add_argument("--keep-going-after", type=float, default=0, help="stop starting builds after S seconds")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else sorted(catalog.FRAMEWORKS)
-    client = docker.from_env(timeout=3600)
+    engine = connect(locate())
     project = Path(os.environ.get("TMPDIR", "/tmp")) / f"deepbox-smoke-{os.getpid()}"
     project.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -128,7 +121,7 @@ def main() -> int:
                 break
             print(f"[smoke] {name}", file=sys.stderr, flush=True)
             try:
-                rows.append(smoke(client, name, args.base, project))
+                rows.append(smoke(engine, name, args.base, project))
             except Exception as exc:  # one entry's failure must not stop the table
                 rows.append(
                     {
@@ -145,9 +138,10 @@ def main() -> int:
                 Path(args.out).write_text(table(rows) + "\n")
                 Path(args.out).with_suffix(".json").write_text(json.dumps(rows, indent=1))
     finally:
-        for image in client.images.list(filters={"label": f"{LABEL}=catalog-smoke"}):
+        for image in engine.images(f"{LABEL}=catalog-smoke"):
             for tag in image.tags:
-                client.images.remove(tag, force=True)
+                engine.untag(tag)
+        engine.close()
         project.rmdir()
     print(table(rows))
     return 0

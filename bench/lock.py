@@ -27,14 +27,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-import docker
 
 from deepbox import baseimage, lock
 from deepbox.config import load_spec
 from deepbox.dockerfile import render
-from deepbox.engine import Engine
+from deepbox.engine import Engine, connect, locate
 from deepbox.model import BuildContext
 
 LABEL = {"deepbox.bench": "lock"}
@@ -66,14 +63,9 @@ def timed_lock(folder: Path, env: dict[str, str]) -> float:
     return elapsed
 
 
-def build(client: Any, context: BuildContext, tag: str, nocache: bool) -> float:
+def build(engine: Engine, context: BuildContext, tag: str, nocache: bool) -> float:
     started = time.monotonic()
-    for chunk in client.api.build(
-        fileobj=context.tar(), custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
-        nocache=nocache, labels=LABEL,
-    ):  # fmt: skip
-        if "error" in chunk:
-            raise RuntimeError(f"{tag}: {chunk['error'].strip()}")
+    engine.build(context, tag, LABEL, None, lambda _line: None, no_cache=nocache)
     return time.monotonic() - started
 
 
@@ -89,7 +81,7 @@ def main() -> int:
     parser.add_argument("--wheels", default="/opt/wheels" if Path("/opt/wheels").is_dir() else None)
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args()
-    client = docker.from_env(timeout=3600)
+    client = connect(locate())
     rows: list[tuple[str, str, str, str]] = []
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="deepbox-bench-lock-") as scratch:
@@ -124,7 +116,7 @@ def main() -> int:
             # b) cold build from the lock vs unlocked ------------------------------------------------
             folder = project(root, "build", 'frameworks = ["scientific"]', args.base, None)
             spec = load_spec(folder)
-            facts = baseimage.facts(Engine(), args.base)
+            facts = baseimage.facts(client, args.base)
             variant = lock.ensure(spec, facts, Quiet())
             locked_context = render(spec, facts=facts, lock=variant)
             unlocked_context = render(spec, facts=facts)
@@ -135,7 +127,7 @@ def main() -> int:
                     context = locked_context if side == "locked" else unlocked_context
                     log(f"cold build, {side} (round {attempt + 1})")
                     times[side].append(build(client, context, f"deepbox-bench/lock-{side}:cold", True))
-            sizes = {side: client.images.get(f"deepbox-bench/lock-{side}:cold").attrs["Size"] / 1e6 for side in times}
+            sizes = {side: client.image(f"deepbox-bench/lock-{side}:cold").size / 1e6 for side in times}
             locked, unlocked = statistics.median(times["locked"]), statistics.median(times["unlocked"])
             rows.append(("cold build, scientific preset", f"{locked:.1f} s locked", f"{unlocked:.1f} s unlocked",
                          f"{locked / unlocked:.2f}x"))  # fmt: skip
@@ -155,10 +147,10 @@ def main() -> int:
                          f"{locked:.1f} s cold", f"{(relock + rebuild) / locked:.2f}x (target <= 0.15x)"))  # fmt: skip
             results["plus_one"] = {"relock": relock, "rebuild": rebuild}
         finally:
-            for image in client.images.list(filters={"label": "deepbox.bench=lock"}):
+            for image in client.images("deepbox.bench=lock"):
                 for tag in image.tags:
-                    client.images.remove(tag, force=True)
-            client.images.prune(filters={"dangling": True, "label": "deepbox.bench=lock"})
+                    client.untag(tag)
+            client.close()
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

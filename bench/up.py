@@ -550,7 +550,9 @@ def print_table(report: dict[str, Any]) -> None:
 def phase_worker(repeat: int) -> dict[str, Any]:
     start = time.perf_counter()
     import deepbox.cli  # noqa: F401 - what the CLI imports before it gets to work
-    from deepbox import box, config, ssh
+    from deepbox import box, config, engine, ssh
+    from deepbox.engine.docker import DockerEngine
+    from deepbox.site import site_for
 
     import_s = time.perf_counter() - start
     project = Path(os.environ["DEEPBOX_BENCH_PROJECT"])
@@ -575,22 +577,21 @@ def phase_worker(repeat: int) -> dict[str, Any]:
 
         setattr(owner, attr, wrapper)
 
-    class TimedEngine(box.Engine):
-        def __init__(self) -> None:
-            began = time.perf_counter()
-            super().__init__()
-            sums["Engine() (docker.from_env + ping)"] += time.perf_counter() - began
+    original_exec = DockerEngine.exec
 
-        def exec(self, *a: Any, **k: Any) -> Any:
-            if state["in_host_key"]:
-                state["exec_calls"] += 1
-            return super().exec(*a, **k)
+    def counted_exec(self: Any, *a: Any, **k: Any) -> Any:
+        if state["in_host_key"]:
+            state["exec_calls"] += 1
+        return original_exec(self, *a, **k)
 
-    wrap(TimedEngine, "container", "container lookup (inspect)")
-    wrap(TimedEngine, "image", "image check (inspect tag)")
-    wrap(TimedEngine, "start", "docker start")
-    box.Engine = TimedEngine
+    DockerEngine.exec = counted_exec  # type: ignore[method-assign]
+    wrap(engine, "connect", "engine connect (client + ping)")
+    wrap(DockerEngine, "info", "engine info (kind, rootless)")
+    wrap(DockerEngine, "container", "container lookup (inspect)")
+    wrap(DockerEngine, "image", "image check (inspect tag)")
+    wrap(DockerEngine, "start", "docker start")
     wrap(box, "render", "catalog + render Dockerfile (spec hash)")
+    wrap(box.lock, "ensure", "lock freshness (read deepbox.lock, digest)")
     wrap(ssh, "ensure_client_key", "client key check")
     wrap(box, "_host_key", "host key read (docker exec cat, polled 0.2 s)", "in_host_key")
     wrap(ssh, "pin_host_key", "pin host key + write ssh config")
@@ -628,16 +629,21 @@ def phase_worker(repeat: int) -> dict[str, Any]:
     failed: list[float] = []
     succeeded: list[float] = []
     floors: dict[str, list[float]] = defaultdict(list)
+    location = engine.locate()
     for _ in range(repeat):
         spec = config.load_spec(project)
-        box.down(spec.name, QuietReporter())
+        site = site_for(location)
+        box.down(spec.name, site, QuietReporter())
+        site.close()
         sums.clear()
         attempts.clear()
         state["exec_calls"] = 0
         began = time.perf_counter()
         spec = config.load_spec(project)
         sums["load config (deepbox.toml -> Spec)"] += time.perf_counter() - began
-        result = box.up(spec, QuietReporter())
+        site = site_for(location)
+        spec = site.bind(spec)
+        result = box.up(spec, site, QuietReporter())
         total = time.perf_counter() - began
         if result.action != "started":
             raise BenchError(f"in-process up was {result.action!r}, expected 'started'")
@@ -649,8 +655,9 @@ def phase_worker(repeat: int) -> dict[str, Any]:
         failed += [t for t, code in attempts if code != 0]
         succeeded += [t for t, code in attempts if code == 0]
         # What the framework check costs, split up: one docker exec, python's start, each import.
-        engine = box.Engine()
-        container = engine.container(spec.container_name)
+        running = site.engine()
+        container = running.container(spec.container_name)
+        assert container is not None
         python = f"{box.VENV}/bin/python"
         commands = {"docker exec true": ["true"], "docker exec python -c pass": [python, "-c", "pass"]}
         for framework in box.catalog.resolve(spec.frameworks):
@@ -661,10 +668,11 @@ def phase_worker(repeat: int) -> dict[str, Any]:
             ]
         for name, command in commands.items():
             began = time.perf_counter()
-            code, output = engine.exec(container, command, user=spec.user.name)
+            code, output = running.exec(container, command, user=spec.user.name)
             floors[name].append(time.perf_counter() - began)
             if code != 0:
                 raise BenchError(f"`{' '.join(command)}` failed in the box: {output.strip()[-300:]}")
+        site.close()
     labels = list(per_run[0])
     return {
         "repeat": repeat,

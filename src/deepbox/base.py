@@ -73,7 +73,12 @@ def sources_list(suite: str, mirror: str | None = None) -> str:
 
 
 def bootstrap(
-    suite: str, tag: str, mirror: str | None, on_line: Callable[[str], None], keyring: Path | None = None
+    engine: Engine,
+    suite: str,
+    tag: str,
+    mirror: str | None,
+    on_line: Callable[[str], None],
+    keyring: Path | None = None,
 ) -> str:
     """debootstrap --variant=minbase SUITE, then `docker import` it as TAG; returns the tag."""
     dist = distribution(suite)
@@ -90,7 +95,7 @@ def bootstrap(
             "install the ubuntu-keyring package, or pass --keyring with a copy of "
             "ubuntu-archive-keyring.gpg (from the ubuntu-keyring package)."
         )
-    engine = Engine()  # fail early, before minutes of downloads, when there is no engine
+    engine.info()  # fail early, before minutes of downloads, when there is no engine
     source = mirror or dist.mirror
     with tempfile.TemporaryDirectory(prefix="deepbox-rootfs-") as workdir:
         root = Path(workdir) / "rootfs"

@@ -18,6 +18,7 @@ from deepbox.errors import DeepboxError
 
 if TYPE_CHECKING:
     from deepbox.engine import Engine
+    from deepbox.site import Site
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Docker's, for images without one
 
@@ -127,7 +128,7 @@ def facts(engine: Engine, base: str) -> BaseFacts:
             [PROBE],
             entrypoint=["/bin/sh", "-c"],
             user="0",
-            network_mode="none",
+            network="none",
             labels={"deepbox.probe": "1"},
         )
     except DeepboxError as exc:
@@ -135,7 +136,7 @@ def facts(engine: Engine, base: str) -> BaseFacts:
             f"Base image '{base}' could not be inspected ({exc.message.rstrip('.')}); deepbox needs a Debian or "
             "Ubuntu based image with /bin/sh: set base in deepbox.toml to one."
         ) from exc
-    found = parse(image_id, image.attrs.get("Config", {}).get("Env") or [], output)
+    found = parse(image_id, list(image.env), output)
     if not found.apt_based:
         raise DeepboxError(
             f"Base image '{base}' is {found.os or 'not a Linux distribution deepbox knows'}, not Debian or Ubuntu "
@@ -148,13 +149,11 @@ def facts(engine: Engine, base: str) -> BaseFacts:
     return found
 
 
-def known_facts(host: str, base: str) -> BaseFacts | None:
+def known_facts(site: Site, base: str) -> BaseFacts | None:
     """The facts when the engine answers and already has the base image; None otherwise. Pulls nothing,
     so `deepbox dockerfile` works offline (it then says the base was not read)."""
-    from deepbox.engine import Engine
-
     try:
-        engine = Engine(host)
+        engine = site.engine()
         return facts(engine, base) if engine.image(base) is not None else None
     except DeepboxError:
         return None

@@ -22,8 +22,10 @@ from deepbox import __version__
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from deepbox.config import Spec
+    from deepbox.config import BoxConfig, Spec
+    from deepbox.engine import Location
     from deepbox.model import UpResult
+    from deepbox.site import Site
 
 
 def _console(stderr: bool = True) -> Console:
@@ -58,36 +60,76 @@ def _project(ctx: click.Context) -> Path:
     return Path(ctx.obj["project"]).resolve()
 
 
-def _spec(ctx: click.Context) -> Spec:
-    from deepbox.config import load_spec
+def _site_at(ctx: click.Context, location: Location) -> Site:
+    """The site at a location, closed (its engine connection, a server's ssh tunnel) when the command ends."""
+    from deepbox.site import site_for
+
+    site = site_for(location)
+    ctx.call_on_close(site.close)
+    return site
+
+
+def _site(ctx: click.Context, config: BoxConfig | None) -> Site:
+    """Where the box lives, from --host/--context, the config's host/context, DOCKER_HOST and the Docker
+    contexts (engine.locate). Nothing is contacted yet."""
+    from deepbox.engine import locate
+
+    location = locate(
+        ctx.obj.get("host") or "",
+        ctx.obj.get("context") or "",
+        config.host if config else "",
+        config.context if config else "",
+    )
+    return _site_at(ctx, location)
+
+
+def _config(ctx: click.Context) -> tuple[BoxConfig, Path | None]:
+    from deepbox.config import load_config
 
     project = _project(ctx)
     if not project.is_dir():
         from deepbox.errors import DeepboxError
 
         raise DeepboxError(f"The project folder {project} does not exist; pass an existing folder to -C.")
-    return load_spec(project, ctx.obj.get("host"))
+    return load_config(project)
 
 
-def _target(ctx: click.Context, name: str | None) -> tuple[str, str]:
-    """(the box's name on the engine, the engine's host) for NAME or this project's box."""
-    spec = _spec(ctx)
+def _spec(ctx: click.Context, *, bind: bool = False) -> tuple[Spec, Site]:
+    """The project's spec where its box lives. A server's account is asked for here (one ssh call), never
+    while reading the config; `bind` also fits the spec to the engine (rootless UID mapping)."""
+    from deepbox.config import resolve
+
+    config, source = _config(ctx)
+    site = _site(ctx, config)
+    spec = resolve(config, _project(ctx), source, site.account(), site.host)
+    return (site.bind(spec) if bind else spec), site
+
+
+def _local_spec(ctx: click.Context) -> Spec:
+    """The spec without asking anyone (no engine, no server): enough for the alias and the lock check."""
+    from deepbox.config import resolve
+
+    config, source = _config(ctx)
+    return resolve(config, _project(ctx), source)
+
+
+def _target(ctx: click.Context, name: str | None) -> tuple[str, Site]:
+    """(the box's name on the engine, where it lives) for NAME or this project's box."""
+    spec, site = _spec(ctx)
     if name is not None:
         spec = dataclasses.replace(spec, name=name)
-    return spec.engine_name, spec.host
+    return spec.engine_name, site
 
 
-def _status_host(ctx: click.Context) -> str:
-    """--host, else the project's `host` when its config reads, else an ssh:// DOCKER_HOST."""
-    from deepbox import remote
+def _status_site(ctx: click.Context) -> Site:
+    """The engine `status` lists: a broken config in the current folder must not stop it."""
     from deepbox.config import load_config
     from deepbox.errors import ConfigError
 
-    configured = ""
-    # status lists boxes; a broken config in the current folder must not stop it.
+    config = None
     with contextlib.suppress(ConfigError):
-        configured = load_config(_project(ctx))[0].host
-    return remote.effective_host(ctx.obj.get("host"), configured)
+        config = load_config(_project(ctx))[0]
+    return _site(ctx, config)
 
 
 def _set_project(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
@@ -131,10 +173,11 @@ def _emit_json(data: Any) -> None:
     "--host",
     default=None,
     metavar="ssh://USER@SERVER",
-    help="Use the Docker engine of this server (overrides `host` in the config and DOCKER_HOST).",
+    help="Use the engine of this server (or a unix:// socket); overrides `host` in the config and DOCKER_HOST.",
 )
+@click.option("--context", default=None, metavar="NAME", help="Use the engine of this Docker context.")
 @click.pass_context
-def cli(ctx: click.Context, project: str, debug: bool, host: str | None) -> None:
+def cli(ctx: click.Context, project: str, debug: bool, host: str | None, context: str | None) -> None:
     """deepbox: a ready, hardened ML development box in Docker, reached over SSH from your IDE.
 
     \b
@@ -149,6 +192,7 @@ def cli(ctx: click.Context, project: str, debug: bool, host: str | None) -> None
     ctx.obj["project"] = project
     ctx.obj["debug"] = debug
     ctx.obj["host"] = host
+    ctx.obj["context"] = context
 
 
 @cli.command()
@@ -178,8 +222,8 @@ def up(ctx: click.Context, as_json: bool, frozen: bool) -> None:
     """Lock (when needed), build (or reuse) the box, start it, wait for SSH and check the frameworks."""
     from deepbox import box
 
-    spec = _spec(ctx)
-    result = box.up(spec, ConsoleReporter(), frozen=frozen)
+    spec, site = _spec(ctx, bind=True)
+    result = box.up(spec, site, ConsoleReporter(), frozen=frozen)
     written = _write_ide_files(spec, result)
     if as_json:
         _emit_json({**result.as_dict(), "ide_files": [str(path) for path in written]})
@@ -243,17 +287,18 @@ def lock_command(ctx: click.Context, check: bool, upgrade: tuple[str, ...], as_j
     from deepbox import box, lock
     from deepbox.errors import DeepboxError
 
-    spec = _spec(ctx)
     if check:
         if upgrade:
             raise click.UsageError("--check and --upgrade do not go together.")
+        spec = _local_spec(ctx)
         problems = lock.check(spec)
         if problems:
             raise DeepboxError(" ".join(problems))
         _console().print(f"{lock.path(spec.project)} matches deepbox.toml.")
         return
     moving: tuple[str, ...] | bool = True if ":all:" in upgrade else upgrade or False
-    variant = box.lock_packages(spec, ConsoleReporter(), moving)
+    spec, site = _spec(ctx, bind=True)
+    variant = box.lock_packages(spec, site, ConsoleReporter(), moving)
     if as_json:
         _emit_json(
             {k: v for k, v in variant.__dict__.items() if k != "packages"}
@@ -275,8 +320,8 @@ def down(ctx: click.Context, name: str | None) -> None:
     """Stop the box (this project's, or NAME). Nothing is deleted."""
     from deepbox import box
 
-    box_name, host = _target(ctx, name)
-    stopped = box.down(box_name, ConsoleReporter(), host)
+    box_name, site = _target(ctx, name)
+    stopped = box.down(box_name, site, ConsoleReporter())
     _console().print(f"Box '{box_name}' {'stopped' if stopped else 'was not running'}.")
 
 
@@ -289,8 +334,8 @@ def rm(ctx: click.Context, name: str | None, volumes: bool) -> None:
     """Remove the box's container. Your project and mounted folders are never touched."""
     from deepbox import box
 
-    box_name, host = _target(ctx, name)
-    removed = box.rm(box_name, volumes, ConsoleReporter(), host)
+    box_name, site = _target(ctx, name)
+    removed = box.rm(box_name, volumes, site, ConsoleReporter())
     _console().print(f"Removed {', '.join(removed)}.")
 
 
@@ -305,12 +350,19 @@ def status(ctx: click.Context, as_json: bool, all_hosts: bool) -> None:
     from deepbox.errors import DeepboxError
 
     if not all_hosts:
-        rows = box.status(_status_host(ctx))
+        rows = box.status(_status_site(ctx))
     else:
         rows = []
-        for host in ["", *box.known_hosts()]:
+        from deepbox import state
+        from deepbox.engine import Location
+
+        sites = [_status_site(ctx)]
+        known = [host for host in state.known_hosts() if host != sites[0].host]
+        sites += [_site_at(ctx, Location(host, "a server you ran `up` on")) for host in known]
+        for site in sites:
+            host = site.host
             try:
-                rows += box.status(host)
+                rows += box.status(site)
             except DeepboxError as exc:  # one unreachable server must not hide the others
                 _console().print(f"[yellow]Skipped {host or 'the local engine'}:[/] {_escape(exc.message)}")
     if as_json:
@@ -354,7 +406,7 @@ def ssh(ctx: click.Context, command: tuple[str, ...]) -> NoReturn:
     """Open a shell in the box over SSH (`deepbox ssh -- CMD` runs CMD)."""
     from deepbox.ssh import ssh_base_args
 
-    args = [*ssh_base_args(), _spec(ctx).alias, *command]
+    args = [*ssh_base_args(), _local_spec(ctx).alias, *command]
     sys.stdout.flush()
     os.execvp(args[0], args)  # noqa: S606 - hand the terminal to the system ssh
 
@@ -369,8 +421,8 @@ def logs(ctx: click.Context, name: str | None, follow: bool) -> None:
     from deepbox import box
 
     out = sys.stdout.buffer
-    box_name, host = _target(ctx, name)
-    for chunk in box.logs(box_name, follow, host):
+    box_name, site = _target(ctx, name)
+    for chunk in box.logs(box_name, follow, site):
         out.write(chunk)
         out.flush()
 
@@ -384,8 +436,8 @@ def snapshot(ctx: click.Context, tag: str, name: str | None) -> None:
     """Commit the box to image TAG, usable as `base = "TAG"`. No keys end up in it."""
     from deepbox import box
 
-    box_name, host = _target(ctx, name)
-    image_id = box.snapshot(box_name, tag, ConsoleReporter(), host)
+    box_name, site = _target(ctx, name)
+    image_id = box.snapshot(box_name, tag, site, ConsoleReporter())
     _console().print(f'Saved {tag} ({image_id[:19]}). Use it with base = "{tag}" in deepbox.toml.')
 
 
@@ -397,13 +449,13 @@ def jupyter(ctx: click.Context) -> None:
     from deepbox import box
     from deepbox.errors import DeepboxError
 
-    spec = _spec(ctx)
+    spec, site = _spec(ctx, bind=True)
     if not spec.jupyter:
         raise DeepboxError(
             f"Box '{spec.name}' does not run JupyterLab: set jupyter = true in "
             f"{spec.source or 'deepbox.toml'} and run `deepbox up`."
         )
-    url = box.describe(spec).jupyter_url
+    url = box.describe(spec, site).jupyter_url
     if url is None:
         raise DeepboxError(f"Box '{spec.name}' was started without JupyterLab; run `deepbox up` to recreate it.")
     click.echo(url)
@@ -433,8 +485,10 @@ def dockerfile(
         from deepbox import lock
         from deepbox.baseimage import known_facts
 
-        spec = _spec(ctx)
-        facts = known_facts(spec.host, spec.base)
+        spec, site = _spec(ctx)
+        facts = known_facts(site, spec.base)
+        if facts is not None:
+            spec = site.bind(spec)
         click.echo(generator.render(spec, facts=facts, lock=lock.current(spec, facts)).dockerfile, nl=False)
         return
     names = [name.strip() for name in frameworks.split(",") if name.strip()]
@@ -478,8 +532,12 @@ def catalog(as_json: bool) -> None:
 def doctor(ctx: click.Context, as_json: bool) -> None:
     """Check this machine for the project's box: engine, disk, port, base image, NVIDIA driver and runtime."""
     from deepbox import doctor as checks
+    from deepbox.errors import DeepboxError
 
-    findings = checks.run(_spec(ctx))
+    spec, site = _spec(ctx)
+    with contextlib.suppress(DeepboxError):  # an engine that does not answer is doctor's first finding
+        spec = site.bind(spec)
+    findings = checks.run(spec, site)
     if as_json:
         _emit_json([finding.as_dict() for finding in findings])
     else:
@@ -504,7 +562,7 @@ def sync(ctx: click.Context, dry_run: bool, delete: bool, watch: bool) -> None:
     """Copy the project to its folder on the server (for a box with `host`): rsync over ssh, .gitignore honoured."""
     from deepbox import sync as syncing
 
-    spec = _spec(ctx)
+    spec, site = _spec(ctx)
     console = _console(stderr=False)
 
     def report(changes: list[str]) -> None:
@@ -516,9 +574,9 @@ def sync(ctx: click.Context, dry_run: bool, delete: bool, watch: bool) -> None:
     if watch:
         if dry_run:
             raise click.UsageError("--watch and --dry-run do not go together.")
-        syncing.watch(spec, report, delete=delete)
+        syncing.watch(spec, site, report, delete=delete)
     else:
-        report(syncing.push(spec, dry_run=dry_run, delete=delete))
+        report(syncing.push(spec, site, dry_run=dry_run, delete=delete))
 
 
 @cli.group()
@@ -545,8 +603,8 @@ def ide_pycharm(ctx: click.Context, register_interpreter: bool, ide_config_dir: 
     from deepbox import box
     from deepbox.ide import pycharm
 
-    spec = _spec(ctx)
-    result = box.describe(spec)
+    spec, site = _spec(ctx, bind=True)
+    result = box.describe(spec, site)
     console = _console(stderr=False)
     written = pycharm.write_project(spec, result)
     for path in written:
@@ -571,8 +629,8 @@ def ide_vscode(ctx: click.Context, no_open: bool) -> None:
     from deepbox import box
     from deepbox.ide import vscode
 
-    spec = _spec(ctx)
-    result = box.describe(spec)
+    spec, site = _spec(ctx, bind=True)
+    result = box.describe(spec, site)
     console = _console(stderr=False)
     for path in vscode.write_settings(spec, result):
         console.print(f"Wrote {path}")
@@ -602,7 +660,8 @@ def ide_gateway(ctx: click.Context, open_it: bool) -> None:
     from deepbox.errors import DeepboxError
     from deepbox.ide import gateway
 
-    url = gateway.gateway_url(box.describe(_spec(ctx)))
+    spec, site = _spec(ctx, bind=True)
+    url = gateway.gateway_url(box.describe(spec, site))
     click.echo(url)
     if open_it:
         command = gateway.open_command(url)
@@ -628,8 +687,10 @@ def export_devcontainer(ctx: click.Context, force: bool) -> None:
     from deepbox.baseimage import known_facts
     from deepbox.dockerfile import render
 
-    spec = _spec(ctx)
-    facts = known_facts(spec.host, spec.base)
+    spec, site = _spec(ctx)
+    facts = known_facts(site, spec.base)
+    if facts is not None:
+        spec = site.bind(spec)
     written = devcontainer.export(spec, render(spec, facts=facts, lock=lock.current(spec, facts)), force=force)
     console = _console(stderr=False)
     for path in written:
@@ -658,14 +719,16 @@ def base() -> None:
     default=None,
     help="Archive keyring that signs the suite [default for Ubuntu: /usr/share/keyrings/ubuntu-archive-keyring.gpg].",
 )
-def bootstrap(suite: str, tag: str | None, mirror: str | None, keyring: Path | None) -> None:
+@click.pass_context
+def bootstrap(ctx: click.Context, suite: str, tag: str | None, mirror: str | None, keyring: Path | None) -> None:
     """Build a minimal Debian or Ubuntu base image from its packages (debootstrap + docker import)."""
     from deepbox import base as base_images
 
     reporter = ConsoleReporter()
     target = tag or base_images.default_tag(suite)
+    engine = _site(ctx, None).engine()
     reporter.step(f"Bootstrapping {base_images.distribution(suite).name.capitalize()} {suite} into {target}")
-    base_images.bootstrap(suite, target, mirror, reporter.build_line, keyring)
+    base_images.bootstrap(engine, suite, target, mirror, reporter.build_line, keyring)
     _console().print(f'Base image {target} is ready: set base = "{target}" in deepbox.toml.')
 
 

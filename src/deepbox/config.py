@@ -116,8 +116,10 @@ class BoxConfig(_Section):
     framework_indexes: bool = True  # false: no vendor indexes (PyTorch's CPU index...), only [build]'s
     # "auto" (all GPUs on a cuda box, none otherwise) | "all" | "none" | a count | ids like ["0", "2"]
     gpus: StrictStr | StrictInt | list[StrictStr] = "auto"
-    # A server's Docker engine, reached with your ssh client: "ssh://user@server[:port]"; "" is local.
+    # The engine: a server's, reached with your ssh client ("ssh://user@server[:port]"), or a local
+    # socket ("unix:///run/user/1000/podman/podman.sock"); "" leaves it to DOCKER_HOST and contexts.
     host: str = ""
+    context: str = ""  # a Docker context (`docker context ls`) whose engine to use
     remote_path: str = "~/deepbox/{box}"  # the project's folder on the server (`deepbox sync` fills it)
 
     @field_validator("python")
@@ -132,6 +134,13 @@ class BoxConfig(_Section):
     def _valid_cuda(cls, value: str) -> str:
         if value != "auto" and not _CUDA.match(value):
             raise ValueError('must be "auto", a CUDA major such as "12", or a version such as "12.8"')
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _valid_host(cls, value: str) -> str:
+        if value and not value.startswith(("ssh://", "unix://", "tcp://")):
+            raise ValueError('must be "ssh://user@server", a "unix://" socket or a "tcp://" address')
         return value
 
     @field_validator("name")
@@ -230,11 +239,18 @@ class Spec:
     server_user: str = ""  # the server account the box belongs to (remote boxes only)
     remote_path: str = ""  # the project's folder on the server (remote boxes only)
     server_home: str = ""  # the server user's home (remote boxes only)
+    user_configured: bool = False  # [user] was set, so no engine may choose another box user
+    user_namespace: str = ""  # "keep-id" on rootless Podman: the host user keeps its UID in the box
 
     @property
     def framework_names(self) -> tuple[str, ...]:
         """The frameworks to install: the configured ones, plus JupyterLab when the box runs it."""
         return (*self.frameworks, "jupyterlab") if self.jupyter else self.frameworks
+
+    @property
+    def synced_copy(self) -> bool:
+        """The box mounts a copy of the project (on a server, filled by `deepbox sync`), not the folder itself."""
+        return bool(self.remote_path)
 
     @property
     def alias(self) -> str:
@@ -243,7 +259,7 @@ class Spec:
     @property
     def engine_name(self) -> str:
         """The box's name on the engine. On a shared server each user has their own namespace."""
-        return f"{self.server_user}-{self.name}" if self.host else self.name
+        return f"{self.server_user}-{self.name}" if self.server_user else self.name
 
     @property
     def container_name(self) -> str:
@@ -394,11 +410,12 @@ def parse_mount(raw: str, project: Path, source: Path | None) -> Mount:
     return Mount(_host_path(parts[0], project).resolve(), box, read_only=len(parts) == 3 and parts[2] == "ro")
 
 
-def resolve(config: BoxConfig, project: Path, source: Path | None, server: Account | None = None) -> Spec:
-    """Config -> Spec. For a box on a server, `server` is the account there (user, UID, home)."""
+def resolve(
+    config: BoxConfig, project: Path, source: Path | None, server: Account | None = None, host: str = ""
+) -> Spec:
+    """Config -> Spec. For a box on a server, `server` is the account there (user, UID, home) and `host`
+    the server's ssh URL; without them the box is on this machine's engine."""
     project = project.resolve()
-    if config.host and server is None:
-        raise ConfigError(f"{source or CONFIG_FILE}: host is set, so the server's account is needed to resolve it.")
     defaults = BoxUser(server.name, server.uid, server.gid) if server else host_user(project)
     if defaults.uid == 0 and config.user.name:
         # A named user on a root host (or a server account that is root): not root's UID.
@@ -461,8 +478,9 @@ def resolve(config: BoxConfig, project: Path, source: Path | None, server: Accou
         requirements=config.requirements,
         framework_indexes=config.framework_indexes,
         gpus=gpus,
-        host=config.host,
+        host=host if server else "",
         server_user=server.name if server else "",
+        user_configured=bool(config.user.name or config.user.uid or config.user.gid is not None),
         remote_path=remote_path,
         server_home=server.home if server else "",
     )
@@ -473,13 +491,8 @@ def config_template(box_name: str) -> str:
     return resources.files("deepbox.assets").joinpath("deepbox.toml").read_text().replace("{name}", box_name)
 
 
-def load_spec(project: Path, host: str | None = None) -> Spec:
-    """The project's spec; with a server (--host, `host`, or an ssh:// DOCKER_HOST) its account is asked for."""
-    from deepbox import remote
-
+def load_spec(project: Path, server: Account | None = None, host: str = "") -> Spec:
+    """The project's spec, read and resolved without touching anything outside this machine (the CLI
+    finds the site first: see site.py)."""
     config, source = load_config(project)
-    target = remote.effective_host(host, config.host)
-    if not target:
-        return resolve(config, project, source)
-    server = remote.parse(target)
-    return resolve(config.model_copy(update={"host": target}), project, source, remote.account(server))
+    return resolve(config, project, source, server, host)

@@ -6,15 +6,14 @@ bytes) so they are unit-tested without a GPU; `run` gathers the live values.
 
 from __future__ import annotations
 
-import shlex
-import shutil
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from deepbox import cudachoice, gpu, lock
 from deepbox.config import Spec
+from deepbox.engine import EngineInfo
 from deepbox.errors import DeepboxError
 from deepbox.lock import Variant
+from deepbox.site import Site
 
 GIB = 1024**3
 # Roughly what a box image needs: a CPU box with the scientific stack, or CUDA wheels (several GB).
@@ -31,19 +30,33 @@ class Finding:
         return asdict(self)
 
 
-def engine_findings(info: dict[str, Any], version: str, spec: Spec) -> list[Finding]:
-    findings = [Finding("engine", "ok", f"Docker engine {version} answers.")]
-    security = " ".join(str(option) for option in info.get("SecurityOptions") or [])
-    if "rootless" in security:
-        findings.append(
+def engine_findings(info: EngineInfo, spec: Spec) -> list[Finding]:
+    """Which engine answered, how it was reached, and what a rootless one means for the box."""
+    findings = [Finding("engine", "ok", f"{info.describe()} answers.")]
+    if not info.rootless:
+        return findings
+    if info.kind == "podman":
+        meaning = (
+            "rootless Podman: the box runs with --userns=keep-id, so your UID is the box user's and files it "
+            "writes in mounted folders are yours; no step needs root or the docker group."
+        )
+        return [*findings, Finding("rootless", "ok", meaning)]
+    if spec.user_configured:
+        return [
+            *findings,
             Finding(
                 "rootless",
                 "warning",
-                "The engine runs rootless: files the box writes in mounted folders belong to a subordinate UID "
-                "on the host; use a rootful engine for boxes, or chown such files back afterwards.",
-            )
-        )
-    return findings
+                f"rootless Docker maps every UID but root to a subordinate one, so files the box user "
+                f"{spec.user.name} (UID {spec.user.uid}, from [user]) writes in mounted folders will not be yours; "
+                "remove [user] to let the box user be root inside, which is you outside.",
+            ),
+        ]
+    meaning = (
+        "rootless Docker: the box user is root inside, which is you outside, so files it writes in mounted "
+        "folders are yours (still key-only SSH, on 127.0.0.1); no step needs root or the docker group."
+    )
+    return [*findings, Finding("rootless", "ok", meaning)]
 
 
 def disk_finding(free_bytes: int | None, where: str, device: str) -> Finding:
@@ -77,7 +90,7 @@ def port_finding(spec: Spec, free: bool, held_by_box: bool) -> Finding:
     )
 
 
-def gpu_findings(spec: Spec, smi_output: str | None, info: dict[str, Any]) -> list[Finding]:
+def gpu_findings(spec: Spec, smi_output: str | None, gpu_runtime: bool) -> list[Finding]:
     """Driver, CUDA and runtime checks. smi_output None: nvidia-smi is not installed or failed."""
     wanted = spec.gpus.wanted or spec.device == "cuda"
     if smi_output is None:
@@ -110,12 +123,12 @@ def gpu_findings(spec: Spec, smi_output: str | None, info: dict[str, Any]) -> li
             )
         )
     if wanted:
-        if gpu.nvidia_runtime(info):
-            findings.append(Finding("runtime", "ok", "The engine has the NVIDIA container runtime."))
+        if gpu_runtime:
+            findings.append(Finding("runtime", "ok", "The engine can give GPUs to containers (NVIDIA runtime or CDI)."))
         else:
-            from deepbox.engine import NO_GPU_RUNTIME
+            from deepbox.engine import no_gpu_runtime
 
-            findings.append(Finding("runtime", "error", NO_GPU_RUNTIME))
+            findings.append(Finding("runtime", "error", no_gpu_runtime()))
     return findings
 
 
@@ -190,43 +203,18 @@ def container_gpu_finding(output: str | None, error: str = "") -> Finding:
     )
 
 
-def _server_free_bytes(spec: Spec, path: str) -> int | None:
-    from deepbox import remote
-
-    try:
-        fields = remote.run(remote.parse(spec.host), f"df -Pk {shlex.quote(path)} | tail -n 1").split()
-        return int(fields[3]) * 1024
-    except (DeepboxError, IndexError, ValueError):
-        return None
-
-
-def _free_bytes(path: str) -> int | None:
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return None
-
-
-def run(spec: Spec) -> list[Finding]:
+def run(spec: Spec, site: Site) -> list[Finding]:
     """Every check against the live engine and host. Stops after the engine check when there is none."""
-    from deepbox.box import port_is_free, published_port
-    from deepbox.engine import Engine
-
     try:
-        engine = Engine(spec.host)
-        info, version = engine.info(), engine.version()
+        engine = site.engine()
+        info = engine.info()
     except DeepboxError as exc:
         return [Finding("engine", "error", exc.message)]
-    findings = engine_findings(info, version, spec)
-    root = str(info.get("DockerRootDir") or "/var/lib/docker")
-    free = _server_free_bytes(spec, root) if spec.host else _free_bytes(root)
-    findings.append(disk_finding(free, f"{spec.host}:{root}" if spec.host else root, spec.device))
+    findings = engine_findings(info, spec)
+    findings.append(disk_finding(site.free_bytes(info.root_dir), site.describe(info.root_dir), spec.device))
     box = engine.container(spec.container_name)
-    held = box is not None and published_port(box) == spec.ssh_port
-    if spec.host:  # on a server, ask its engine; another program's use shows only when the box starts
-        port_free = spec.ssh_port not in engine.published_ports()
-    else:
-        port_free = bool(spec.ssh_port) and port_is_free(spec.ssh_bind, spec.ssh_port)
+    held = box is not None and box.ports.get("22/tcp") == spec.ssh_port
+    port_free = bool(spec.ssh_port) and site.port_is_free(spec.ssh_bind, spec.ssh_port)
     findings.append(port_finding(spec, port_free, held))
     has_base = engine.image(spec.base) is not None
     if not has_base:
@@ -240,8 +228,8 @@ def run(spec: Spec) -> list[Finding]:
         )
     else:
         findings.append(Finding("base", "ok", f"Base image {spec.base} is on the engine."))
-    smi = gpu.read_nvidia_smi(spec.host)
-    gpu_results = gpu_findings(spec, smi, info)
+    smi = site.nvidia_smi()
+    gpu_results = gpu_findings(spec, smi, info.gpu_runtime)
     findings += gpu_results
     try:
         variants = lock.read(spec.project)
@@ -251,15 +239,12 @@ def run(spec: Spec) -> list[Finding]:
             findings.append(cuda)
     except DeepboxError as exc:
         findings.append(Finding("lock", "error", exc.message))
-    wanted = spec.gpus.wanted
-    if wanted and all(f.level != "error" for f in gpu_results) and has_base:
-        from docker.types import DeviceRequest
-
+    if spec.gpus.wanted and all(f.level != "error" for f in gpu_results) and has_base:
         try:
             output = engine.run_once(
                 spec.base,
                 ["nvidia-smi", "-L"],
-                device_requests=[DeviceRequest(**r) for r in spec.gpus.docker()],
+                gpus=spec.gpus,
                 environment={"NVIDIA_DRIVER_CAPABILITIES": "utility"},
                 labels={"deepbox.doctor": "1"},
             )

@@ -65,6 +65,7 @@ class UpResult:
     notes: list[str] = field(default_factory=list)  # weaker choices an old OpenSSH in the box forced
     lock: str = ""  # the variant of deepbox.lock the box was built from: cpu, cuda13, ...
     cuda: str = ""  # the CUDA version its packages carry
+    ide_host: str = ""  # what an IDE's own SSH client connects to: the alias for a box behind a jump
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +82,7 @@ class BoxStatus:
     uptime_seconds: int | None
     gpus: str = ""  # what the box asked Docker for: "all", "2", "0,2"; "" for none
     host: str = ""  # the engine's server ("ssh://..."), "" for the local engine
+    engine: str = ""  # which engine answered, and how it was reached
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

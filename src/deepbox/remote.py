@@ -1,15 +1,14 @@
 """Boxes on a server's Docker engine, reached through the server's own sshd with the user's ssh client.
 
-`host = "ssh://[user@]server[:port]"` (or `--host`, or DOCKER_HOST): deepbox asks the server who the
-user is (`id`, `$HOME`) once per command, forwards the server's Docker socket to a private local
-socket for the Docker SDK, and writes an alias that reaches the box with ProxyJump through the
-server. The user's ssh config, agent and keys apply throughout; nothing secret is sent.
+`host = "ssh://[user@]server[:port]"` (or `--host`, or DOCKER_HOST): the ssh plumbing for a box on a
+server (site.ServerSite decides what to ask): one-off commands, the engine socket forwarded to a
+private local socket for the Docker SDK, and rsync. The user's ssh config, agent and keys apply
+throughout; nothing secret is sent.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import subprocess
 import tempfile
@@ -20,7 +19,6 @@ from urllib.parse import urlsplit
 
 from deepbox import ssh
 from deepbox.errors import ConfigError, DeepboxError
-from deepbox.model import Account
 
 REMOTE_SOCKET = "/var/run/docker.sock"
 
@@ -56,16 +54,6 @@ def parse(url: str) -> Server:
     return Server(url=url, hostname=parts.hostname, user=parts.username, port=port)
 
 
-def effective_host(option: str | None, configured: str) -> str:
-    """--host, else the config's host, else DOCKER_HOST when it is an ssh URL; '' is the local engine."""
-    if option:
-        return option
-    if configured:
-        return configured
-    env = os.environ.get("DOCKER_HOST", "")
-    return env if env.startswith("ssh://") else ""
-
-
 def _ssh_args(server: Server) -> list[str]:
     args = [*ssh.ssh_base_args(), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
     # One connection to the server serves every call of this command (and the next ones, for a minute).
@@ -95,28 +83,15 @@ def run(server: Server, command: str, *, timeout: float = 60) -> str:
     return done.stdout
 
 
-def account(server: Server) -> Account:
-    out = run(server, 'id -un && id -u && id -g && printf "%s\\n" "$HOME"').splitlines()
-    if len(out) < 4 or not out[1].isdigit() or not out[2].isdigit():
-        raise DeepboxError(f"The server {server.jump} did not report its user (id, $HOME); is it a Unix host?")
-    return Account(name=out[0], uid=int(out[1]), gid=int(out[2]), home=out[3])
-
-
-def make_folders(server: Server, folders: list[str]) -> None:
-    """Create the box's bind-mount sources on the server as the server user (Docker would make them root's)."""
-    if folders:
-        run(server, "mkdir -p -- " + " ".join(shlex.quote(folder) for folder in folders))
-
-
 class Tunnel:
-    """The server's Docker socket, forwarded to a private local socket for as long as the command runs."""
+    """The server's engine socket, forwarded to a private local socket for as long as the command runs."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, remote_socket: str = REMOTE_SOCKET) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="deepbox-engine-"))  # mode 0700: the socket is private
         self.socket = self.folder / "docker.sock"
         args = _ssh_args(server)
         args[1:1] = ["-N", "-o", "ExitOnForwardFailure=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none"]
-        args[-1:-1] = ["-L", f"{self.socket}:{REMOTE_SOCKET}"]
+        args[-1:-1] = ["-L", f"{self.socket}:{remote_socket}"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 20
         while not self.socket.exists():

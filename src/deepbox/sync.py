@@ -12,18 +12,19 @@ from pathlib import Path, PurePosixPath
 from deepbox import remote
 from deepbox.config import Spec
 from deepbox.errors import DeepboxError
+from deepbox.site import Site
 
 
-def push(spec: Spec, *, dry_run: bool = False, delete: bool = False) -> list[str]:
+def push(spec: Spec, site: Site, *, dry_run: bool = False, delete: bool = False) -> list[str]:
     """Copy the project to spec.remote_path on the server; returns rsync's itemized changes."""
-    if not spec.host:
+    server = site.server
+    if server is None:
         raise DeepboxError(
             "This box runs on the local engine and mounts the project folder directly; `deepbox sync` is for "
             'boxes on a server (host = "ssh://user@server").'
         )
     if shutil.which("rsync") is None:
         raise DeepboxError("rsync is not installed here; install it (sudo apt-get install rsync) and sync again.")
-    server = remote.parse(spec.host)
     # --delete mirrors into the folder: refuse the home itself, anything above it, and shallow system folders.
     target = PurePosixPath(spec.remote_path)
     if delete and (
@@ -36,7 +37,7 @@ def push(spec: Spec, *, dry_run: bool = False, delete: bool = False) -> list[str
             "at the project's own folder, such as ~/deepbox/NAME."
         )
     if not dry_run:
-        remote.make_folders(server, [spec.remote_path])
+        site.make_folders([Path(spec.remote_path)], (spec.user.uid, spec.user.gid))
     command = remote.rsync_command(server, spec.project, spec.remote_path, dry_run=dry_run, delete=delete)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -60,13 +61,15 @@ def _tree_state(root: Path) -> dict[str, tuple[int, int]]:
     return state
 
 
-def watch(spec: Spec, report: Callable[[list[str]], None], *, delete: bool = False, interval: float = 1.0) -> None:
+def watch(
+    spec: Spec, site: Site, report: Callable[[list[str]], None], *, delete: bool = False, interval: float = 1.0
+) -> None:
     """Push now, then again after every change in the project folder, until interrupted (Ctrl-C)."""
-    report(push(spec, delete=delete))
+    report(push(spec, site, delete=delete))
     state = _tree_state(spec.project)
     while True:
         time.sleep(interval)
         current = _tree_state(spec.project)
         if current != state:
             state = current
-            report(push(spec, delete=delete))
+            report(push(spec, site, delete=delete))

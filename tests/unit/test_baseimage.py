@@ -7,6 +7,7 @@ import subprocess
 
 from deepbox import baseimage, paths
 from deepbox.baseimage import DEFAULT_PATH, PROBE, BaseFacts, parse
+from deepbox.engine import Image
 
 DEEPO_OUTPUT = """os=ubuntu
 os_like=debian
@@ -55,11 +56,7 @@ def test_the_probe_runs_under_sh_and_reports_this_python(tmp_path):
         assert facts.packages, "every python3 has some distribution (pip, setuptools) or the system's"
 
 
-class _Image:
-    id = "sha256:0123"
-
-    def __init__(self) -> None:
-        self.attrs = {"Config": {"Env": ["PATH=/opt/conda/bin:/usr/bin"]}}
+IMAGE = Image("sha256:0123", ("PATH=/opt/conda/bin:/usr/bin",))
 
 
 class _Engine:
@@ -67,11 +64,11 @@ class _Engine:
         self.runs = 0
 
     def image(self, name):
-        return _Image()
+        return IMAGE
 
     def run_once(self, image, command, **kwargs):
         self.runs += 1
-        assert kwargs["network_mode"] == "none" and kwargs["entrypoint"] == ["/bin/sh", "-c"]
+        assert kwargs["network"] == "none" and kwargs["entrypoint"] == ["/bin/sh", "-c"]
         return DEEPO_OUTPUT
 
 

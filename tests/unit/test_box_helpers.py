@@ -1,4 +1,5 @@
-"""box.py and engine.py pieces that need no engine: ports, hashes, status rows, error sentences."""
+"""box.py, site.py and the engine package's pieces that need no engine: ports, hashes, status rows,
+error sentences."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from deepbox import box, engine
+from deepbox import box
 from deepbox.config import load_spec
 from deepbox.dockerfile import render
+from deepbox.engine import DEFAULT_SOCKET, Container, EngineInfo, Location
+from deepbox.engine.docker import _record, unreachable
+from deepbox.site import LocalSite
+
+LOCAL = LocalSite(Location(DEFAULT_SOCKET, "the default socket"))
 
 
 @pytest.fixture
@@ -27,8 +33,9 @@ def spec(make_project):
         ("10.0.0.5", "10.0.0.5"),
     ],
 )
-def test_connect_host(spec, bind, host):
-    assert box.connect_host(dataclasses.replace(spec, ssh_bind=bind)) == host
+def test_connect_host(bind, host):
+    assert LOCAL.connect_host(bind) == host
+    assert LOCAL.ide_host("deepbox-proj", bind) == host
 
 
 @pytest.mark.parametrize(
@@ -42,8 +49,9 @@ def test_connect_host(spec, bind, host):
     ],
 )
 def test_published_port(bindings, port):
-    container = SimpleNamespace(attrs={"HostConfig": {"PortBindings": bindings}})
-    assert box.published_port(container) == port
+    container = SimpleNamespace(id="c1", name="deepbox-x", status="running", labels={},
+                                attrs={"HostConfig": {"PortBindings": bindings}})  # fmt: skip
+    assert _record(container).ports.get("22/tcp") == port
 
 
 def test_image_tag_and_volumes(spec):
@@ -67,9 +75,12 @@ def test_run_hash_follows_the_container_settings(spec):
 
 
 def test_port_is_free_and_free_port():
-    port = box.free_port("127.0.0.1")
+    port = LOCAL.free_port("127.0.0.1")
     assert 0 < port < 65536
-    assert box.port_is_free("127.0.0.1", port)
+    assert LOCAL.port_is_free("127.0.0.1", port)
+
+
+INFO = EngineInfo("docker", "20.10.24", False, "/var/lib/docker", False, "x86_64", "unix:///var/run/docker.sock")
 
 
 class FakeEngine:
@@ -79,25 +90,37 @@ class FakeEngine:
     def boxes(self):
         return self._containers
 
+    def info(self):
+        return INFO
 
-def _container(name, status, started=None, port="2222"):
-    return SimpleNamespace(
+
+class FakeSite:
+    host = ""
+
+    def __init__(self, containers):
+        self._engine = FakeEngine(containers)
+
+    def engine(self):
+        return self._engine
+
+
+def _container(name, status, started="", port=2222):
+    return Container(
+        id=name,
+        name=f"deepbox-{name}",
         status=status,
         labels={box.LABEL_BOX: name, box.LABEL_PROJECT: f"/p/{name}", box.LABEL_ALIAS: f"deepbox-{name}"},
-        attrs={
-            "State": {"StartedAt": started} if started else {},
-            "Config": {"Image": f"deepbox/{name}:abc"},
-            "HostConfig": {"PortBindings": {"22/tcp": [{"HostIp": "127.0.0.1", "HostPort": port}]}},
-        },
+        image=f"deepbox/{name}:abc",
+        ports={"22/tcp": port},
+        started_at=started,
     )
 
 
-def test_status_rows_from_labels(monkeypatch):
+def test_status_rows_from_labels():
     started = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
-    containers = [_container("zeta", "exited"), _container("alpha", "running", started, "4000")]
-    monkeypatch.setattr(box, "Engine", lambda host="": FakeEngine(containers))
+    containers = [_container("zeta", "exited"), _container("alpha", "running", started, 4000)]
 
-    rows = box.status()
+    rows = box.status(FakeSite(containers))
 
     assert [row.box for row in rows] == ["alpha", "zeta"]
     alpha, zeta = rows
@@ -108,6 +131,7 @@ def test_status_rows_from_labels(monkeypatch):
     assert 290 <= alpha.uptime_seconds <= 330
     assert zeta.uptime_seconds is None
     assert alpha.as_dict()["state"] == "running"
+    assert alpha.engine == "Docker 20.10.24 at unix:///var/run/docker.sock"
 
 
 @pytest.mark.parametrize(
@@ -117,9 +141,8 @@ def test_status_rows_from_labels(monkeypatch):
         ("('Connection aborted.', PermissionError(13, 'Permission denied'))", "Permission denied"),
     ],
 )
-def test_engine_errors_are_sentences_with_the_fix(monkeypatch, text, expected):
-    monkeypatch.setenv("DOCKER_HOST", "unix:///x.sock")
-    error = engine._unreachable(Exception(text))
+def test_engine_errors_are_sentences_with_the_fix(text, expected):
+    error = unreachable(Exception(text), "unix:///x.sock (DOCKER_HOST)")
     assert error.message.startswith(f"{expected}")
     assert "unix:///x.sock" in error.message
     assert "\n" not in error.message

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from deepbox import doctor, gpu
-from deepbox.box import held_gpus
 from deepbox.config import BoxConfig, resolve
+from deepbox.engine import EngineInfo
+from deepbox.engine.docker import _held_gpus as held_gpus
 from deepbox.errors import ConfigError
 
 H200 = "0, NVIDIA H200, 570.124.06, 143771 MiB\n"
@@ -122,21 +123,21 @@ def levels(findings):
 
 
 def test_doctor_cpu_box_needs_no_driver(tmp_path):
-    assert levels(doctor.gpu_findings(spec_of(tmp_path), None, INFO_PLAIN)) == {"gpu": "ok"}
+    assert levels(doctor.gpu_findings(spec_of(tmp_path), None, False)) == {"gpu": "ok"}
 
 
 def test_doctor_cuda_box_without_driver_is_an_error(tmp_path):
-    (finding,) = doctor.gpu_findings(spec_of(tmp_path, device="cuda"), None, INFO_PLAIN)
+    (finding,) = doctor.gpu_findings(spec_of(tmp_path, device="cuda"), None, False)
     assert finding.level == "error" and 'device = "cpu"' in finding.message
 
 
 def test_doctor_cuda_box_with_driver_and_runtime(tmp_path):
-    found = levels(doctor.gpu_findings(spec_of(tmp_path, device="cuda"), H200, INFO_NVIDIA))
+    found = levels(doctor.gpu_findings(spec_of(tmp_path, device="cuda"), H200, True))
     assert found == {"gpu": "ok", "runtime": "ok"}
 
 
 def test_doctor_missing_runtime(tmp_path):
-    found = doctor.gpu_findings(spec_of(tmp_path, device="cuda"), TWO_V100, INFO_PLAIN)
+    found = doctor.gpu_findings(spec_of(tmp_path, device="cuda"), TWO_V100, False)
     assert levels(found) == {"gpu": "ok", "runtime": "error"}
     assert "nvidia-ctk" in next(f.message for f in found if f.check == "runtime")
 
@@ -149,12 +150,12 @@ def test_nvidia_smi_with_and_without_compute_capability():
 
 
 def test_doctor_unknown_gpu_id(tmp_path):
-    found = levels(doctor.gpu_findings(spec_of(tmp_path, gpus=["0", "3"]), TWO_V100, INFO_NVIDIA))
+    found = levels(doctor.gpu_findings(spec_of(tmp_path, gpus=["0", "3"]), TWO_V100, True))
     assert found["gpu-ids"] == "error"
 
 
 def test_doctor_driver_without_gpus(tmp_path):
-    assert levels(doctor.gpu_findings(spec_of(tmp_path, gpus="all"), NO_DEVICES, INFO_NVIDIA)) == {"gpu": "error"}
+    assert levels(doctor.gpu_findings(spec_of(tmp_path, gpus="all"), NO_DEVICES, True)) == {"gpu": "error"}
 
 
 def test_doctor_container_check():
@@ -174,9 +175,23 @@ def test_doctor_disk_and_port(tmp_path):
     assert doctor.port_finding(spec_of(tmp_path), free=False, held_by_box=False).level == "ok"
 
 
-def test_doctor_rootless_engine_warns(tmp_path):
-    info = {"SecurityOptions": ["name=seccomp,profile=builtin", "name=rootless"]}
-    assert levels(doctor.engine_findings(info, "27.0", spec_of(tmp_path)))["rootless"] == "warning"
+def _info(kind: str, rootless: bool) -> EngineInfo:
+    return EngineInfo(kind, "27.0", rootless, "/var/lib/docker", False, "x86_64", "unix:///run/user/1000/docker.sock")
+
+
+def test_doctor_names_the_engine_and_what_rootless_means(tmp_path):
+    (engine,) = doctor.engine_findings(_info("docker", False), spec_of(tmp_path))
+    assert engine.message == "Docker 27.0 at unix:///run/user/1000/docker.sock answers."
+    docker = dict((f.check, f) for f in doctor.engine_findings(_info("docker", True), spec_of(tmp_path)))
+    assert (
+        docker["rootless"].level == "ok"
+        and "box user is root inside, which is you outside" in docker["rootless"].message
+    )
+    assert docker["engine"].message.startswith("rootless Docker 27.0")
+    podman = dict((f.check, f) for f in doctor.engine_findings(_info("podman", True), spec_of(tmp_path)))
+    assert "--userns=keep-id" in podman["rootless"].message
+    named = doctor.engine_findings(_info("docker", True), spec_of(tmp_path, user={"name": "dev", "uid": 1000}))
+    assert levels(named)["rootless"] == "warning", "a [user] of one's own writes files as a subordinate UID"
 
 
 def run_verify(tmp_path, checks, previous=None):
@@ -186,7 +201,7 @@ def run_verify(tmp_path, checks, previous=None):
     import subprocess
     import sys
 
-    from deepbox.box import _VERIFY
+    from deepbox.verify import _VERIFY
 
     done = subprocess.run(
         [sys.executable, "-c", _VERIFY, json.dumps(checks), json.dumps(previous)],

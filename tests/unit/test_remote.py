@@ -8,14 +8,18 @@ import pytest
 
 from deepbox import remote
 from deepbox.config import BoxConfig, resolve
+from deepbox.engine import DEFAULT_SOCKET, Location
 from deepbox.errors import ConfigError
+from deepbox.model import Account
+from deepbox.site import LocalSite, ServerSite
 
-ACCOUNT = remote.Account(name="alice", uid=1500, gid=1600, home="/srv/home/alice")
+ACCOUNT = Account(name="alice", uid=1500, gid=1600, home="/srv/home/alice")
+URL = "ssh://alice@gpu1:2222"
 
 
 def remote_spec(tmp_path: Path, **settings):
-    config = BoxConfig(name="exp", host="ssh://alice@gpu1:2222", **settings)
-    return resolve(config, tmp_path, tmp_path / "deepbox.toml", ACCOUNT)
+    config = BoxConfig(name="exp", host=URL, **settings)
+    return resolve(config, tmp_path, tmp_path / "deepbox.toml", ACCOUNT, URL)
 
 
 @pytest.mark.parametrize(
@@ -38,13 +42,13 @@ def test_other_urls_are_one_sentence(url):
     assert "ssh://user@server" in caught.value.message
 
 
-def test_effective_host_order(monkeypatch):
-    monkeypatch.setenv("DOCKER_HOST", "ssh://env-server")
-    assert remote.effective_host("ssh://option", "ssh://config") == "ssh://option"
-    assert remote.effective_host(None, "ssh://config") == "ssh://config"
-    assert remote.effective_host(None, "") == "ssh://env-server"
-    monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
-    assert remote.effective_host(None, "") == ""
+def test_a_server_site_reaches_the_box_through_the_server():
+    site = ServerSite(Location(URL, "host in deepbox.toml"))
+    assert (site.host, site.jump, site.connect_host("0.0.0.0")) == (URL, "alice@gpu1:2222", "127.0.0.1")  # noqa: S104
+    assert site.ide_host("deepbox-exp", "127.0.0.1") == "deepbox-exp", "IDEs take the jump through the alias"
+    assert site.describe("/var/lib/docker") == f"{URL}:/var/lib/docker"
+    local = LocalSite(Location(DEFAULT_SOCKET, "the default socket"))
+    assert (local.host, local.jump, local.server) == ("", None, None)
 
 
 def test_remote_spec_mirrors_the_server_account_and_uses_server_paths(tmp_path):
@@ -66,9 +70,20 @@ def test_remote_path_setting(tmp_path):
     assert remote_spec(tmp_path, remote_path="work/x").remote_path == "/srv/home/alice/work/x"
 
 
-def test_a_host_without_the_account_is_refused(tmp_path):
-    with pytest.raises(ConfigError):
-        resolve(BoxConfig(host="ssh://gpu1"), tmp_path, None)
+def test_reading_a_server_project_contacts_nobody(tmp_path, monkeypatch):
+    """Config loading is pure: the server is asked for its account only when a command needs the box."""
+
+    def no_ssh(*args, **kwargs):
+        raise AssertionError("ssh was run while reading the config")
+
+    monkeypatch.setattr(remote, "run", no_ssh)
+    (tmp_path / "deepbox.toml").write_text(f'name = "exp"\nhost = "{URL}"\n')
+    from deepbox.config import load_spec
+
+    spec = load_spec(tmp_path)
+    assert (spec.name, spec.alias, spec.host) == ("exp", "deepbox-exp", "")
+    site = ServerSite(Location(URL, "host in deepbox.toml"))
+    assert site.server.jump == "alice@gpu1:2222"
 
 
 def test_local_spec_is_unchanged(tmp_path):
@@ -92,10 +107,10 @@ def test_sync_refuses_a_local_box_and_a_shallow_delete(tmp_path):
     from deepbox.errors import DeepboxError
 
     with pytest.raises(DeepboxError, match="mounts the project folder directly"):
-        sync.push(resolve(BoxConfig(name="exp"), tmp_path, None))
+        sync.push(resolve(BoxConfig(name="exp"), tmp_path, None), LocalSite(Location(DEFAULT_SOCKET, "default")))
     shallow = remote_spec(tmp_path, remote_path="~")
     with pytest.raises(DeepboxError, match="too close to the server's root"):
-        sync.push(shallow, delete=True)
+        sync.push(shallow, ServerSite(Location(URL, "host")), delete=True)
 
 
 def test_pycharm_reaches_a_remote_box_by_its_alias_and_uploads_on_save(tmp_path):
@@ -106,6 +121,7 @@ def test_pycharm_reaches_a_remote_box_by_its_alias_and_uploads_on_save(tmp_path)
     result = UpResult(
         box="exp", alias="deepbox-exp", action="created", image="i", host="127.0.0.1", port=24000, user="alice",
         workspace="/workspace", key=str(tmp_path / "key"), python="/opt/venv/bin/python", python_version="3.11.2",
+        ide_host="deepbox-exp",
     )  # fmt: skip
     pycharm.write_project(spec, result)
     idea = tmp_path / ".idea"

@@ -47,7 +47,7 @@ def gateway_url(result: UpResult, ide: str = "PY", *, ide_path: str | None = Non
         params.append(("idePath", ide_path))
     params += [
         ("projectPath", result.workspace),
-        ("host", result.host),
+        ("host", result.ide_host or result.host),  # the alias for a box behind a server's jump
         ("port", str(result.port)),
         ("user", result.user),
         ("type", "ssh"),

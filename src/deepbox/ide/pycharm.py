@@ -313,7 +313,7 @@ def _deployment(root: ET.Element, spec: Spec, result: UpResult) -> None:
         publish.set("serverName", name)
         for option in list(_children(publish, "option", name="myAutoUpload")):
             publish.remove(option)
-        if spec.host:
+        if spec.synced_copy:
             # A box on a server mounts the server's copy: saved files go up as PyCharm saves them.
             publish.set("autoUpload", "Always")
         else:
@@ -341,7 +341,7 @@ def _remote_mappings(root: ET.Element, spec: Spec, result: UpResult, previous: t
         ours.set("server-id", server_id)
     entries = _child(_child(ours, "settings"), "list")
     # A box on a server mounts server folders; of those, only the project's copy exists here too.
-    pairs = [(spec.project, spec.workspace)] if spec.host else [(m.host, m.box) for m in spec.mounts]
+    pairs = [(spec.project, spec.workspace)] if spec.synced_copy else [(m.host, m.box) for m in spec.mounts]
     for host_path, box_path in pairs:
         local = _macro_path(host_path, spec.project)
         mapping = _child(entries, "mapping", **{"local-root": local})
@@ -479,15 +479,15 @@ def _workspace(root: ET.Element, runs: tuple[RunConfig, ...], spec: Spec, module
             manager.remove(recent)
 
 
-def _reachable(spec: Spec, result: UpResult) -> UpResult:
-    """A box on a server listens on the server's loopback: PyCharm reaches it by the alias, whose
-    ssh config entry (read with useOpenSSHConfig) holds the ProxyJump through the server."""
-    return dataclasses.replace(result, host=spec.alias) if spec.host else result
+def _reachable(result: UpResult) -> UpResult:
+    """A box on a server listens on the server's loopback: PyCharm reaches it by the alias (the site's
+    ide_host), whose ssh config entry (read with useOpenSSHConfig) holds the ProxyJump through the server."""
+    return dataclasses.replace(result, host=result.ide_host or result.host)
 
 
 def write_project(spec: Spec, result: UpResult) -> list[Path]:
     """Write or merge the project's .idea files for the box; returns the files whose content changed."""
-    result = _reachable(spec, result)
+    result = _reachable(result)
     idea = spec.project / ".idea"
     if idea.exists() and not idea.is_dir():
         raise DeepboxError(f"{idea} is not a folder; move that file away so PyCharm's project folder can be written.")
@@ -693,7 +693,7 @@ def register_interpreter(spec: Spec, result: UpResult, config_dir: Path | None =
 
     Returns the jdk.table.xml path. Each changed file is first copied to `<file>.deepbox-backup-<time>`.
     """
-    result = _reachable(spec, result)
+    result = _reachable(result)
     if config_dir is None:
         config_dir = find_config_dir()
         if config_dir is None:

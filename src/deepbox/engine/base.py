@@ -1,0 +1,194 @@
+"""The engine interface: everything deepbox asks of a container engine, in deepbox's own records.
+
+`box`, `doctor`, `base`, `baseimage` and the benches talk to an `Engine` and get plain records back
+(`Container`, `Image`, `EngineInfo`), never an SDK object or the engine's JSON. A backend is one
+subclass (engine/docker.py serves Docker and Podman, local, through a context or over ssh); docs/
+engines.md says where a new one (Kubernetes, say) goes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from deepbox.errors import DeepboxError
+from deepbox.gpu import GpuRequest
+from deepbox.model import BuildContext
+
+LABEL_BOX = "deepbox.box"
+LABEL_PROJECT = "deepbox.project"
+LABEL_SPEC = "deepbox.spec-hash"
+LABEL_RUN = "deepbox.run-hash"
+LABEL_ALIAS = "deepbox.alias"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What kind of engine answered, and what that means for boxes."""
+
+    kind: str  # docker | podman
+    version: str
+    rootless: bool  # runs as an ordinary user: container root is that user, other UIDs are subordinate ones
+    root_dir: str  # where its images live (for the free-disk check)
+    gpu_runtime: bool  # it can hand NVIDIA GPUs to containers (the NVIDIA runtime, or CDI devices)
+    arch: str
+    where: str  # how deepbox reached it: a socket, a Docker context, or a server over ssh
+
+    def describe(self) -> str:
+        mode = "rootless " if self.rootless else ""
+        return f"{mode}{'Podman' if self.kind == 'podman' else 'Docker'} {self.version} at {self.where}"
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    env: tuple[str, ...] = ()  # its configured environment ("PATH=...")
+    tags: tuple[str, ...] = ()
+    size: int = 0  # bytes
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str
+    status: str  # created | running | exited | ...
+    labels: dict[str, str]
+    image: str  # the image it was created from, as named then
+    ports: dict[str, int] = field(default_factory=dict)  # "22/tcp" -> the published host port
+    started_at: str = ""  # when it last started (ISO 8601), "" when never
+    gpus: str = ""  # the GPUs it asked for: "all", "2", "0,2"; "" for none
+    env: tuple[str, ...] = ()  # its environment, image's included
+
+
+@dataclass(frozen=True)
+class NewContainer:
+    """A box container to create. `user_namespace` "keep-id" maps the host user to the same UID inside
+    (rootless Podman); "" leaves the engine's default."""
+
+    image: str
+    name: str
+    hostname: str
+    labels: dict[str, str]
+    environment: dict[str, str]
+    ports: dict[str, tuple[str, int]]  # "22/tcp" -> (host address, host port)
+    volumes: dict[str, str]  # named volume -> its path in the box
+    binds: tuple[tuple[str, str, bool], ...]  # (host path, box path, read only)
+    tmpfs: dict[str, str]
+    shm_size: str
+    gpus: GpuRequest = GpuRequest()  # noqa: RUF009 - frozen, so one shared default is safe
+    user_namespace: str = ""
+
+
+class PortInUseError(DeepboxError):
+    pass
+
+
+class Engine(ABC):
+    """One container engine. Methods raise DeepboxError with a sentence that says what to do."""
+
+    where: str  # how it was reached, for messages and `status`/`doctor`
+
+    @abstractmethod
+    def info(self) -> EngineInfo: ...
+
+    # Images ------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def image(self, name: str) -> Image | None: ...
+
+    @abstractmethod
+    def pull(self, name: str) -> None: ...
+
+    @abstractmethod
+    def build(
+        self,
+        context: BuildContext,
+        tag: str,
+        labels: dict[str, str],
+        network: str | None,
+        on_line: Callable[[str], None],
+        *,
+        no_cache: bool = False,
+    ) -> None:
+        """Build with live progress; a failure names the failing step and shows its log tail."""
+
+    @abstractmethod
+    def images(self, label: str) -> list[Image]:
+        """The images that carry a label ("key" or "key=value")."""
+
+    @abstractmethod
+    def untag(self, name: str) -> None:
+        """Drop an image tag of ours; layers stay while anything still uses them."""
+
+    @abstractmethod
+    def import_image(self, tar_stream: IO[bytes], tag: str) -> None: ...
+
+    @abstractmethod
+    def commit(self, container_id: str, repository: str, tag: str, message: str, changes: list[str]) -> str:
+        """Commit a container to an image; returns the image id."""
+
+    # Containers --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def container(self, name_or_id: str) -> Container | None: ...
+
+    @abstractmethod
+    def boxes(self) -> list[Container]:
+        """Every container that carries the deepbox.box label."""
+
+    @abstractmethod
+    def published_ports(self) -> set[int]:
+        """Host ports any container on this engine publishes."""
+
+    @abstractmethod
+    def create(self, new: NewContainer) -> Container: ...
+
+    @abstractmethod
+    def start(self, container: Container) -> None:
+        """Start; a taken port raises PortInUseError and removes nothing."""
+
+    @abstractmethod
+    def stop(self, container: Container, timeout: int = 10) -> None: ...
+
+    @abstractmethod
+    def remove(self, container_id: str) -> None:
+        """Remove a container, running or not; one that is already gone is fine."""
+
+    @abstractmethod
+    def exec(self, container: Container, command: list[str], user: str = "") -> tuple[int, str]: ...
+
+    @abstractmethod
+    def logs(self, container: Container, follow: bool, tail: int | str = "all") -> Iterator[bytes]: ...
+
+    @abstractmethod
+    def run_once(
+        self,
+        image: str,
+        command: list[str],
+        *,
+        entrypoint: list[str] | None = None,
+        user: str = "",
+        network: str | None = None,
+        environment: dict[str, str] | None = None,
+        gpus: GpuRequest | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> str:
+        """Run a throwaway container to completion and return its output (it is removed afterwards)."""
+
+    # Volumes -----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def volume_ensure(self, name: str, labels: dict[str, str]) -> None: ...
+
+    @abstractmethod
+    def volumes(self, box: str) -> list[str]:
+        """The names of the volumes labelled for this box."""
+
+    @abstractmethod
+    def remove_volume(self, name: str) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what reaching the engine took (an ssh tunnel); the engine is unusable afterwards."""

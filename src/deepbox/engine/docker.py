@@ -1,0 +1,373 @@
+"""The Docker API backend, through the Docker SDK: Docker (rootful or rootless, local, through a
+Docker context, or a server's engine over ssh) and Podman's Docker-compatible service.
+
+Podman's differences are handled here and nowhere else: GPUs as CDI devices (nvidia.com/gpu=...)
+instead of device requests, and the user namespace that keeps the host user's UID (rootless).
+The SDK's exceptions become DeepboxErrors that say what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import docker
+import docker.errors
+from docker.types import DeviceRequest
+
+from deepbox.engine.base import (
+    LABEL_BOX,
+    Container,
+    Engine,
+    EngineInfo,
+    Image,
+    NewContainer,
+    PortInUseError,
+)
+from deepbox.errors import DeepboxError
+from deepbox.gpu import GpuRequest, nvidia_runtime
+from deepbox.model import BuildContext
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+
+NO_GPU_RUNTIME = (
+    "The Docker engine cannot give GPUs to containers (no NVIDIA runtime): install the NVIDIA Container "
+    "Toolkit and run `sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`, "
+    'or set gpus = "none" (`deepbox doctor` checks the driver and runtime).'
+)
+
+
+@contextmanager
+def _translated(action: str, where: str) -> Iterator[None]:
+    """Map Docker SDK failures to one sentence with the fix."""
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        explanation = exc.explanation or str(exc)
+        raise DeepboxError(f"The engine could not {action}: {explanation}.") from exc
+    except docker.errors.DockerException as exc:
+        raise unreachable(exc, where) from exc
+
+
+def unreachable(exc: Exception, where: str) -> DeepboxError:
+    text = str(exc)
+    if "Permission denied" in text or "PermissionError" in text:
+        return DeepboxError(
+            f"Permission denied on the Docker engine at {where}: add your user to the 'docker' group "
+            "(sudo usermod -aG docker $USER, then log in again), use a rootless engine of your own "
+            "(`deepbox doctor` tells which it finds), or run as a user who may use Docker."
+        )
+    return DeepboxError(
+        f"Cannot reach the Docker engine at {where}: start it (sudo systemctl start docker, or dockerd; "
+        "`systemctl --user start docker` or `podman system service` for a rootless one) or point "
+        "DOCKER_HOST or a Docker context at a running engine."
+    )
+
+
+def _gpu_request(kind: str, gpus: GpuRequest) -> dict[str, Any]:
+    """The create() arguments that hand the box its GPUs: device requests (Docker's --gpus), or CDI
+    device names for Podman."""
+    if not gpus.wanted:
+        return {}
+    if kind == "podman":
+        ids = list(gpus.device_ids) or (["all"] if gpus.count == -1 else [str(i) for i in range(gpus.count)])
+        return {"devices": [f"nvidia.com/gpu={gpu_id}" for gpu_id in ids]}
+    return {"device_requests": [DeviceRequest(**request) for request in gpus.docker()]}
+
+
+def _held_gpus(attrs: dict[str, Any]) -> str:
+    """The GPUs a container asked for: "all", a count, or the ids (device requests or CDI devices)."""
+    held: list[str] = []
+    host_config = attrs.get("HostConfig", {})
+    for request in host_config.get("DeviceRequests") or []:
+        if not any("gpu" in caps for caps in request.get("Capabilities") or []):
+            continue
+        if request.get("DeviceIDs"):
+            held += request["DeviceIDs"]
+        elif request.get("Count") == -1:
+            return "all"
+        elif request.get("Count"):
+            held.append(str(request["Count"]))
+    for device in host_config.get("Devices") or []:
+        name = str(device.get("PathOnHost", ""))
+        if name.startswith("nvidia.com/gpu="):
+            held.append(name.split("=", 1)[1])
+    return ",".join(held)
+
+
+def _image(found: Any) -> Image:
+    attrs = found.attrs
+    env = tuple(attrs.get("Config", {}).get("Env") or ())
+    return Image(str(found.id), env, tuple(found.tags or ()), int(attrs.get("Size") or 0))
+
+
+def _record(container: Any) -> Container:
+    attrs = container.attrs
+    bindings = attrs.get("HostConfig", {}).get("PortBindings") or {}
+    ports = {}
+    for box_port, items in bindings.items():
+        for binding in items or []:
+            if binding.get("HostPort"):
+                ports[box_port] = int(binding["HostPort"])
+                break
+    started = attrs.get("State", {}).get("StartedAt", "")
+    return Container(
+        id=container.id,
+        name=container.name,
+        status=container.status,
+        labels=dict(container.labels or {}),
+        image=attrs.get("Config", {}).get("Image", ""),
+        ports=ports,
+        started_at="" if started.startswith("0001-") else started,
+        gpus=_held_gpus(attrs),
+        env=tuple(attrs.get("Config", {}).get("Env") or ()),
+    )
+
+
+class DockerEngine(Engine):
+    """An engine that speaks the Docker API at `url` (a unix socket, tcp with the context's TLS, or the
+    local end of an ssh tunnel to a server's socket)."""
+
+    def __init__(self, url: str, where: str, tls: Any = None, on_close: Callable[[], None] | None = None) -> None:
+        self.where = where
+        self._on_close = on_close
+        try:
+            self.client = docker.DockerClient(base_url=url, tls=tls or False, timeout=120)
+            self.client.ping()
+        except Exception as exc:  # requests' connection errors escape the SDK's own types
+            self.close()
+            raise unreachable(exc, where) from exc
+        self._info: EngineInfo | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.info().kind
+
+    def _translated(self, action: str) -> Any:
+        return _translated(action, self.where)
+
+    def info(self) -> EngineInfo:
+        if self._info is None:
+            with self._translated("describe itself"):
+                info = dict(self.client.info())
+                version = dict(self.client.version())
+            components = " ".join(str(c.get("Name", "")) for c in version.get("Components") or [])
+            kind = "podman" if "podman" in components.lower() else "docker"
+            security = " ".join(str(option) for option in info.get("SecurityOptions") or [])
+            self._info = EngineInfo(
+                kind=kind,
+                version=str(version.get("Version", "unknown")),
+                rootless="rootless" in security,
+                root_dir=str(info.get("DockerRootDir") or "/var/lib/docker"),
+                gpu_runtime=nvidia_runtime(info),
+                arch=str(info.get("Architecture") or ""),
+                where=self.where,
+            )
+        return self._info
+
+    def published_ports(self) -> set[int]:
+        with self._translated("list containers"):
+            return {port for c in self.client.containers.list(all=True) for port in _record(c).ports.values()}
+
+    # Images -----------------------------------------------------------------------------------
+
+    def _find(self, collection: Any, name: str) -> Any:
+        try:
+            return collection.get(name)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise unreachable(exc, self.where) from exc
+
+    def image(self, name: str) -> Image | None:
+        found = self._find(self.client.images, name)
+        return None if found is None else _image(found)
+
+    def images(self, label: str) -> list[Image]:
+        with self._translated("list images"):
+            return [_image(found) for found in self.client.images.list(filters={"label": label})]
+
+    def pull(self, name: str) -> None:
+        with self._translated(f"pull {name}"):
+            self.client.images.pull(name)
+
+    def build(
+        self,
+        context: BuildContext,
+        tag: str,
+        labels: dict[str, str],
+        network: str | None,
+        on_line: Callable[[str], None],
+        *,
+        no_cache: bool = False,
+    ) -> None:
+        tail: deque[str] = deque(maxlen=40)
+        step = ""
+        with self._translated("build the image"):
+            stream = self.client.api.build(
+                fileobj=context.tar(),
+                custom_context=True,
+                tag=tag,
+                labels=labels,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                network_mode=network,
+                nocache=no_cache,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    raise DeepboxError(
+                        f"The image build failed at {step or 'the first step'}: "
+                        f"{chunk['error'].strip()}. Fix that step's input (see the log above) and run "
+                        "`deepbox up` again.",
+                        detail="\n".join(tail),
+                    )
+                for line in chunk.get("stream", "").splitlines():
+                    if not line.strip():
+                        continue
+                    match = _STEP.match(line)
+                    if match:
+                        step = f"step {match.group(1)}/{match.group(2)} ({match.group(3)[:80]})"
+                        tail.clear()
+                    tail.append(line)
+                    on_line(line)
+
+    def untag(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.DockerException):
+            self.client.images.remove(name, noprune=False)
+
+    def import_image(self, tar_stream: IO[bytes], tag: str) -> None:
+        repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
+        with self._translated(f"import {tag}"):
+            self.client.api.import_image_from_data(tar_stream, repository=repository, tag=version)
+
+    def commit(self, container_id: str, repository: str, tag: str, message: str, changes: list[str]) -> str:
+        with self._translated(f"commit {container_id[:12]} to {repository}:{tag}"):
+            container = self.client.containers.get(container_id)
+            return str(container.commit(repository=repository, tag=tag, message=message, changes=changes).id)
+
+    # Containers -------------------------------------------------------------------------------
+
+    def container(self, name_or_id: str) -> Container | None:
+        found = self._find(self.client.containers, name_or_id)
+        return None if found is None else _record(found)
+
+    def boxes(self) -> list[Container]:
+        with self._translated("list containers"):
+            return [_record(c) for c in self.client.containers.list(all=True, filters={"label": LABEL_BOX})]
+
+    def create(self, new: NewContainer) -> Container:
+        extra: dict[str, Any] = _gpu_request(self.kind, new.gpus)
+        if new.user_namespace:
+            extra["userns_mode"] = new.user_namespace
+        with self._translated("create the box container"):
+            made = self.client.containers.create(
+                image=new.image,
+                name=new.name,
+                hostname=new.hostname,
+                detach=True,
+                init=True,
+                restart_policy={"Name": "unless-stopped"},
+                shm_size=new.shm_size,
+                labels=new.labels,
+                environment=new.environment,
+                ports=new.ports,
+                volumes={
+                    **{name: {"bind": path, "mode": "rw"} for name, path in new.volumes.items()},
+                    **{host: {"bind": box, "mode": "ro" if read_only else "rw"} for host, box, read_only in new.binds},
+                },
+                tmpfs=new.tmpfs,
+                **extra,
+            )
+            return _record(made)
+
+    def start(self, container: Container) -> None:
+        try:
+            self.client.api.start(container.id)
+        except docker.errors.APIError as exc:
+            text = exc.explanation or str(exc)
+            if "port is already allocated" in text or "address already in use" in text:
+                raise PortInUseError(text) from exc
+            if "could not select device driver" in text or "nvidia.com/gpu" in text:
+                raise DeepboxError(NO_GPU_RUNTIME) from exc
+            raise DeepboxError(f"The engine could not start {container.name}: {text}.") from exc
+        except docker.errors.DockerException as exc:
+            raise unreachable(exc, self.where) from exc
+
+    def stop(self, container: Container, timeout: int = 10) -> None:
+        with self._translated(f"stop {container.name}"):
+            self.client.api.stop(container.id, timeout=timeout)
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self.client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise DeepboxError(f"The engine could not remove {container_id[:12]}: {exc.explanation or exc}.") from exc
+        except docker.errors.DockerException as exc:
+            raise unreachable(exc, self.where) from exc
+
+    def exec(self, container: Container, command: list[str], user: str = "") -> tuple[int, str]:
+        with self._translated(f"run a command in {container.name}"):
+            result = self.client.containers.get(container.id).exec_run(command, user=user, demux=False)
+            return result.exit_code, (result.output or b"").decode(errors="replace")
+
+    def logs(self, container: Container, follow: bool, tail: int | str = "all") -> Iterator[bytes]:
+        with self._translated(f"read the logs of {container.name}"):
+            if follow:
+                yield from self.client.api.logs(container.id, stream=True, follow=True, tail=tail)
+            else:
+                yield self.client.api.logs(container.id, tail=tail)
+
+    def run_once(
+        self,
+        image: str,
+        command: list[str],
+        *,
+        entrypoint: list[str] | None = None,
+        user: str = "",
+        network: str | None = None,
+        environment: dict[str, str] | None = None,
+        gpus: GpuRequest | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> str:
+        extra: dict[str, Any] = _gpu_request(self.kind, gpus) if gpus is not None else {}
+        if entrypoint is not None:
+            extra["entrypoint"] = entrypoint
+        if network is not None:
+            extra["network_mode"] = network
+        with self._translated(f"run {image[:40]}"):
+            output = self.client.containers.run(
+                image, command, remove=True, user=user or None, environment=environment, labels=labels, **extra
+            )
+            return output.decode(errors="replace") if isinstance(output, bytes) else str(output)
+
+    # Volumes ----------------------------------------------------------------------------------
+
+    def volume_ensure(self, name: str, labels: dict[str, str]) -> None:
+        with self._translated(f"create volume {name}"):
+            try:
+                self.client.volumes.get(name)
+            except docker.errors.NotFound:
+                self.client.volumes.create(name, labels=labels)
+
+    def volumes(self, box: str) -> list[str]:
+        with self._translated("list volumes"):
+            return [str(v.name) for v in self.client.volumes.list(filters={"label": f"{LABEL_BOX}={box}"})]
+
+    def remove_volume(self, name: str) -> None:
+        with self._translated(f"remove volume {name}"), contextlib.suppress(docker.errors.NotFound):
+            self.client.api.remove_volume(name, force=True)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None

@@ -1,0 +1,259 @@
+"""Where a box lives: this machine, or a server reached over ssh.
+
+One object answers every question whose answer differs between the two (how to reach the engine,
+the ssh jump to the box, making mount folders, free ports, free disk, the GPUs' nvidia-smi, the
+account the box user mirrors), so the rest of deepbox does not branch on where the box is. A
+server's facts come from one ssh call, made only when first needed (never while reading config).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import shutil
+import socket
+from abc import ABC, abstractmethod
+from dataclasses import replace
+from functools import cached_property
+from pathlib import Path
+
+from deepbox import engine as engines
+from deepbox import remote
+from deepbox.config import BoxUser, Spec
+from deepbox.engine import Engine, Location
+from deepbox.errors import DeepboxError
+from deepbox.model import Account
+
+
+class Site(ABC):
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self._engine: Engine | None = None
+
+    @property
+    @abstractmethod
+    def host(self) -> str:
+        """The server's ssh URL, "" for this machine (what status rows and labels show)."""
+
+    @property
+    def jump(self) -> str | None:
+        """ProxyJump for the box's ssh alias; None when ssh reaches the box directly."""
+        return None
+
+    @property
+    def server(self) -> remote.Server | None:
+        """The ssh server the box lives on; None on this machine."""
+        return None
+
+    @abstractmethod
+    def _connect(self) -> Engine: ...
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._connect()
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+    def bind(self, spec: Spec) -> Spec:
+        """The spec as this site's engine runs it. A rootless engine maps UIDs: rootless Docker's root is
+        the user running the engine, so the box user is root and files written in mounts stay that
+        user's (unless [user] says otherwise); rootless Podman keeps the user's own UID in the box."""
+        info = self.engine().info()
+        if not info.rootless:
+            return spec
+        if info.kind == "podman":
+            return replace(spec, user_namespace="keep-id")
+        if spec.user_configured:
+            return spec
+        return replace(spec, user=BoxUser("root", 0, 0))
+
+    def account(self) -> Account | None:
+        """The server account the box user mirrors; None here (the box mirrors the local user)."""
+        return None
+
+    @abstractmethod
+    def connect_host(self, bind: str) -> str:
+        """Where ssh connects to reach a box port published on `bind`."""
+
+    def ide_host(self, alias: str, bind: str) -> str:
+        """The host an IDE's own SSH client uses: the alias where a jump is needed, else the address."""
+        return self.connect_host(bind)
+
+    @abstractmethod
+    def make_folders(self, folders: list[Path], owner: tuple[int, int]) -> None:
+        """Create missing bind-mount sources, owned by whoever the box writes as."""
+
+    @abstractmethod
+    def free_port(self, bind: str) -> int: ...
+
+    @abstractmethod
+    def port_is_free(self, bind: str, port: int) -> bool: ...
+
+    @abstractmethod
+    def port_taken(self, port: int, bind: str, source: str) -> DeepboxError: ...
+
+    @abstractmethod
+    def free_bytes(self, path: str) -> int | None: ...
+
+    @abstractmethod
+    def nvidia_smi(self) -> str | None:
+        """nvidia-smi's GPU list where the box runs; None without a working driver."""
+
+    def describe(self, path: str = "") -> str:
+        return path
+
+
+class LocalSite(Site):
+    """This machine: its engine is a local socket (or a Docker context's)."""
+
+    @property
+    def host(self) -> str:
+        return ""
+
+    def _connect(self) -> Engine:
+        return engines.connect(self.location)
+
+    def connect_host(self, bind: str) -> str:
+        return "127.0.0.1" if bind in ("", "0.0.0.0", "127.0.0.1") else bind  # noqa: S104
+
+    def make_folders(self, folders: list[Path], owner: tuple[int, int]) -> None:
+        for folder in folders:
+            if not folder.exists():
+                folder.mkdir(parents=True)
+                if os.geteuid() == 0:  # a folder deepbox makes for the box belongs to the box user
+                    os.chown(folder, *owner)
+
+    def free_port(self, bind: str) -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((bind or "127.0.0.1", 0))
+            return int(probe.getsockname()[1])
+
+    def port_is_free(self, bind: str, port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((bind or "127.0.0.1", port))
+            except OSError:
+                return False
+            return True
+
+    def port_taken(self, port: int, bind: str, source: str) -> DeepboxError:
+        return DeepboxError(
+            f"Port {port} on {bind} is already in use; set ssh.port to a free one (for example "
+            f"{self.free_port(bind)}) or to 0 to pick one automatically in {source}."
+        )
+
+    def free_bytes(self, path: str) -> int | None:
+        try:
+            return shutil.disk_usage(path).free
+        except OSError:
+            return None
+
+    def nvidia_smi(self) -> str | None:
+        from deepbox import gpu
+
+        return gpu.read_nvidia_smi()
+
+
+# What the server says about itself, in one ssh call: the account, and the engine socket this user
+# may use there (the system's Docker socket when writable, else the user's rootless Docker or Podman).
+_SERVER_PROBE = (
+    'id -un && id -u && id -g && printf "%s\\n" "$HOME" && run="${XDG_RUNTIME_DIR:-/run/user/$(id -u)}" && '
+    'for s in /var/run/docker.sock "$run/docker.sock" "$run/podman/podman.sock"; do '
+    'if [ -S "$s" ] && [ -w "$s" ]; then echo "$s"; break; fi; done'
+)
+
+
+class ServerSite(Site):
+    """A server reached with the user's own ssh client: its engine's socket forwarded over ssh, the
+    box's port on the server's 127.0.0.1, reached through the server (ProxyJump)."""
+
+    def __init__(self, location: Location) -> None:
+        super().__init__(location)
+        self._server = remote.parse(location.url)
+
+    @property
+    def server(self) -> remote.Server:
+        return self._server
+
+    @property
+    def host(self) -> str:
+        return self.location.url
+
+    @property
+    def jump(self) -> str | None:
+        return self.server.jump
+
+    @cached_property
+    def _probe(self) -> list[str]:
+        lines = remote.run(self.server, _SERVER_PROBE).splitlines()
+        if len(lines) < 4 or not lines[1].isdigit() or not lines[2].isdigit():
+            raise DeepboxError(f"The server {self.server.jump} did not report its user (id, $HOME); is it a Unix host?")
+        return lines
+
+    def account(self) -> Account:
+        name, uid, gid, home = self._probe[:4]
+        return Account(name=name, uid=int(uid), gid=int(gid), home=home)
+
+    def _connect(self) -> Engine:
+        if len(self._probe) < 5:
+            raise DeepboxError(
+                f"The server {self.server.jump} has no container engine socket its user {self._probe[0]} may use "
+                "(/var/run/docker.sock with the 'docker' group, or a rootless Docker or Podman of that user's: "
+                "`systemctl --user start docker` or `systemctl --user start podman.socket`)."
+            )
+        tunnel = remote.Tunnel(self.server, self._probe[4])
+        try:
+            return engines.connect(self.location, url=tunnel.url, on_close=tunnel.close)
+        except DeepboxError:
+            tunnel.close()
+            raise
+
+    def connect_host(self, bind: str) -> str:
+        return "127.0.0.1"  # the server's own loopback, reached through the jump
+
+    def ide_host(self, alias: str, bind: str) -> str:
+        return alias  # IDEs that read ~/.ssh/config get the jump with the alias
+
+    def make_folders(self, folders: list[Path], owner: tuple[int, int]) -> None:
+        # Made by the server user, so the box user (the same UID) can write to them.
+        if folders:
+            remote.run(self.server, "mkdir -p -- " + " ".join(shlex.quote(str(folder)) for folder in folders))
+
+    def free_port(self, bind: str) -> int:
+        """A port no container on the server's engine publishes; a clash with another program there is
+        caught when the container starts, and `up` then tries another one."""
+        used = self.engine().published_ports()
+        return secrets.choice([port for port in range(20000, 61000) if port not in used])
+
+    def port_is_free(self, bind: str, port: int) -> bool:
+        return port not in self.engine().published_ports()  # another program's use shows only at start
+
+    def port_taken(self, port: int, bind: str, source: str) -> DeepboxError:
+        return DeepboxError(
+            f"Port {port} on the server {self.host} is already in use by another program; set ssh.port to 0 "
+            f"in {source} to let deepbox pick a free one there."
+        )
+
+    def free_bytes(self, path: str) -> int | None:
+        try:
+            fields = remote.run(self.server, f"df -Pk {shlex.quote(path)} | tail -n 1").split()
+            return int(fields[3]) * 1024
+        except (DeepboxError, IndexError, ValueError):
+            return None
+
+    def nvidia_smi(self) -> str | None:
+        from deepbox import gpu
+
+        return gpu.read_nvidia_smi(self.host)
+
+    def describe(self, path: str = "") -> str:
+        return f"{self.host}:{path}" if path else self.host
+
+
+def site_for(location: Location) -> Site:
+    return ServerSite(location) if location.server else LocalSite(location)
