@@ -386,6 +386,7 @@ def status(ctx: click.Context, as_json: bool, all_hosts: bool) -> None:
             _duration(row.uptime_seconds),
         )
     if rows:
+        table.caption = "Engine: " + "; ".join(dict.fromkeys(row.engine for row in rows))
         _console(stderr=False).print(table)
     else:
         click.echo("No boxes yet: run `deepbox up` in a project folder.")

@@ -63,11 +63,12 @@ def verify(
     # A GPU can come or go between starts (driver, runtime): on a cuda box every check runs afresh.
     cache = paths.framework_checks(container.id) if spec.device != "cuda" else None
     previous = read_json(cache) if cache is not None else None
-    code, output = engine.exec(
-        container,
-        [f"{VENV}/bin/python", "-c", _VERIFY, json.dumps(checks), json.dumps(previous)],
-        user=spec.user.name,
-    )
+    command = [f"{VENV}/bin/python", "-c", _VERIFY, json.dumps(checks), json.dumps(previous)]
+    code, output = engine.exec(container, command, user=spec.user.name)
+    if code == 0 and not output.strip():
+        # Seen over an ssh-forwarded engine socket: an exec that succeeded but whose output the stream
+        # lost. The check changes nothing, so it is asked once more.
+        code, output = engine.exec(container, command, user=spec.user.name)
     try:
         report = json.loads(output.strip().splitlines()[-1])
     except (ValueError, IndexError) as exc:

@@ -2,7 +2,8 @@
 
 The server container runs Debian's docker.io inside (Docker in Docker) with the capabilities this
 kernel allows instead of --privileged. Its users tester and tester2 may use its Docker; tester3 may
-not. The box's SSH port stays on the server's loopback; the alias reaches it with ProxyJump.
+not; tester4 may not either, but runs a rootless Podman of its own. The box's SSH port stays on the
+server's loopback; the alias reaches it with ProxyJump.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ SERVER_DOCKERFILE = f"""\
 FROM {BASE_IMAGE}
 RUN apt-get update \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
-      docker.io openssh-server rsync iptables ca-certificates python3 \\
+      docker.io openssh-server rsync iptables ca-certificates python3 podman uidmap slirp4netns catatonit \\
  && rm -rf /var/lib/apt/lists/*
 RUN useradd -m -s /bin/bash -G docker tester && useradd -m -s /bin/bash -G docker tester2 \\
- && useradd -m -s /bin/bash tester3 && mkdir -p /run/sshd
+ && useradd -m -s /bin/bash tester3 && useradd -m -s /bin/bash tester4 && mkdir -p /run/sshd
 CMD ["sh", "-c", "ssh-keygen -A && /usr/sbin/sshd && exec dockerd >/var/log/dockerd.log 2>&1"]
 """
 # What this kernel allows for Docker in Docker instead of --privileged (the SDK has no systempaths).
@@ -35,6 +36,10 @@ DIND_OPTIONS = [
     "--security-opt=systempaths=unconfined",
     "-v=/sys/fs/cgroup:/sys/fs/cgroup",
     "--tmpfs=/var/lib/docker:exec",
+    # tester4's rootless Podman: its storage on a tmpfs (overlay cannot sit on the container's overlay)
+    # and the tun device slirp4netns needs.
+    "--tmpfs=/var/lib/rootless:exec,mode=1777",
+    "--device=/dev/net/tun",
 ]
 
 
@@ -83,7 +88,7 @@ def server(docker_client, home, tmp_path_factory):
         keys = tmp_path_factory.mktemp("server-keys")
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "id")], check=True)
         public = (keys / "id.pub").read_text().strip()
-        for user in ("tester", "tester2", "tester3"):
+        for user in ("tester", "tester2", "tester3", "tester4"):
             srv.sh(
                 f"install -d -m 700 -o {user} -g {user} /home/{user}/.ssh && echo '{public}' > "
                 f"/home/{user}/.ssh/authorized_keys && chown {user}: /home/{user}/.ssh/authorized_keys"
@@ -252,6 +257,54 @@ def test_two_users_on_one_server_get_their_own_boxes_and_ports(server, tmp_path,
         second.deepbox("rm", "--volumes", env=as_other)
         _close_masters(other_home / ".ssh" / "config", other_home)
     assert server_containers(server) == []
+
+
+ROOTLESS_SETUP = """
+uid=$(id -u tester4)
+chmod 666 /dev/net/tun
+install -d -m 700 -o tester4 -g tester4 /run/user/$uid /var/lib/rootless/tester4
+install -d -o tester4 -g tester4 /run/user/$uid/podman /home/tester4/.config/containers
+printf '[containers]\\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\\n' \\
+  > /home/tester4/.config/containers/containers.conf
+printf '[storage]\\ndriver = "overlay"\\ngraphroot = "/var/lib/rootless/tester4/storage"\\n' \\
+  > /home/tester4/.config/containers/storage.conf
+chown -R tester4: /home/tester4/.config
+"""
+
+
+def _as_tester4(command: str) -> list[str]:
+    return ["runuser", "-u", "tester4", "--", "sh", "-c", f"export XDG_RUNTIME_DIR=/run/user/$(id -u); {command}"]
+
+
+def test_a_server_user_without_the_docker_group_uses_their_rootless_podman(server, tmp_path, home):
+    """No docker group on the server: the user's own rootless Podman serves the same host = "ssh://..."."""
+    server.sh(ROOTLESS_SETUP)
+    server.container.exec_run(
+        _as_tester4('podman system service --time=0 "unix://$XDG_RUNTIME_DIR/podman/podman.sock"'), detach=True
+    )
+    save = subprocess.Popen(["docker", "save", BASE_IMAGE], stdout=subprocess.PIPE)
+    subprocess.run(["docker", "exec", "-i", server.container.name, *_as_tester4("podman load")],
+                   stdin=save.stdout, check=True, capture_output=True)  # fmt: skip
+    assert save.wait() == 0
+    project = remote_project(tmp_path, home, "rootless", f'host = "{server.url("tester4")}"\nframeworks = ["numpy"]')
+    assert project.deepbox("sync").code == 0
+    try:
+        up = project.deepbox("up", "--json", timeout=1500)
+        assert up.code == 0, up.err
+        assert json.loads(up.out)["user"] == "tester4"
+        uid = server.sh("id -u tester4").strip()
+        ran = project.ssh("id -u && touch /workspace/from-box")
+        assert ran.code == 0, ran.err
+        assert ran.out.strip() == uid, "--userns=keep-id: the server user's own UID in the box"
+        owner = server.sh(f"stat -c %u /home/tester4/deepbox/{project.name}/from-box").strip()
+        assert owner == uid
+        doctor = json.loads(project.deepbox("doctor", "--json").out)
+        engine = next(row for row in doctor if row["check"] == "engine")
+        assert engine["message"].startswith("rootless Podman ") and server.url("tester4") in engine["message"]
+        assert "docker" not in server.sh("id -Gn tester4")
+    finally:
+        assert project.deepbox("rm", "--volumes").code == 0
+    assert "deepbox" not in server.sh("runuser -u tester4 -- sh -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) podman ps -a'")
 
 
 def test_faults_are_one_sentence_and_leave_nothing(server, tmp_path, home):

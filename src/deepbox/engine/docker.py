@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import docker
 import docker.errors
+from docker.models.containers import _create_container_args
 from docker.types import DeviceRequest
 
 from deepbox.engine.base import (
@@ -99,10 +100,19 @@ def _held_gpus(attrs: dict[str, Any]) -> str:
     return ",".join(held)
 
 
+def _short(name: str) -> str:
+    """An image name as deepbox wrote it: Podman files local images under localhost/ and the ones its
+    Docker-compatible builds make under docker.io/."""
+    for prefix in ("localhost/", "docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            return name.removeprefix(prefix)
+    return name
+
+
 def _image(found: Any) -> Image:
     attrs = found.attrs
     env = tuple(attrs.get("Config", {}).get("Env") or ())
-    return Image(str(found.id), env, tuple(found.tags or ()), int(attrs.get("Size") or 0))
+    return Image(str(found.id), env, tuple(_short(tag) for tag in found.tags or ()), int(attrs.get("Size") or 0))
 
 
 def _record(container: Any) -> Container:
@@ -120,7 +130,7 @@ def _record(container: Any) -> Container:
         name=container.name,
         status=container.status,
         labels=dict(container.labels or {}),
-        image=attrs.get("Config", {}).get("Image", ""),
+        image=_short(attrs.get("Config", {}).get("Image", "")),
         ports=ports,
         started_at="" if started.startswith("0001-") else started,
         gpus=_held_gpus(attrs),
@@ -158,16 +168,26 @@ class DockerEngine(Engine):
             components = " ".join(str(c.get("Name", "")) for c in version.get("Components") or [])
             kind = "podman" if "podman" in components.lower() else "docker"
             security = " ".join(str(option) for option in info.get("SecurityOptions") or [])
+            rootless = "rootless" in security or (kind == "podman" and self._podman_rootless())
             self._info = EngineInfo(
                 kind=kind,
                 version=str(version.get("Version", "unknown")),
-                rootless="rootless" in security,
+                rootless=rootless,
                 root_dir=str(info.get("DockerRootDir") or "/var/lib/docker"),
                 gpu_runtime=nvidia_runtime(info),
                 arch=str(info.get("Architecture") or ""),
                 where=self.where,
             )
         return self._info
+
+    def _podman_rootless(self) -> bool:
+        """Podman's Docker-compatible /info does not say it runs rootless; its own /libpod/info does."""
+        with self._translated("describe itself"):
+            answer = self.client.api.get(self.client.api._url("/libpod/info"))
+        try:
+            return bool(answer.json()["host"]["security"]["rootless"])
+        except (ValueError, KeyError, TypeError):
+            return False
 
     def published_ports(self) -> set[int]:
         with self._translated("list containers"):
@@ -262,29 +282,33 @@ class DockerEngine(Engine):
             return [_record(c) for c in self.client.containers.list(all=True, filters={"label": LABEL_BOX})]
 
     def create(self, new: NewContainer) -> Container:
-        extra: dict[str, Any] = _gpu_request(self.kind, new.gpus)
-        if new.user_namespace:
-            extra["userns_mode"] = new.user_namespace
+        binds = {host: {"bind": box, "mode": "ro" if read_only else "rw"} for host, box, read_only in new.binds}
         with self._translated("create the box container"):
-            made = self.client.containers.create(
-                image=new.image,
-                name=new.name,
-                hostname=new.hostname,
-                detach=True,
-                init=True,
-                restart_policy={"Name": "unless-stopped"},
-                shm_size=new.shm_size,
-                labels=new.labels,
-                environment=new.environment,
-                ports=new.ports,
-                volumes={
-                    **{name: {"bind": path, "mode": "rw"} for name, path in new.volumes.items()},
-                    **{host: {"bind": box, "mode": "ro" if read_only else "rw"} for host, box, read_only in new.binds},
-                },
-                tmpfs=new.tmpfs,
-                **extra,
+            # What containers.create() does, with one step of ours between: the SDK accepts only "host"
+            # as a user namespace, so Podman's "keep-id" goes straight into the request.
+            arguments = _create_container_args(
+                {
+                    "image": new.image,
+                    "command": None,
+                    "version": self.client.api._version,
+                    "name": new.name,
+                    "hostname": new.hostname,
+                    "detach": True,
+                    "init": True,
+                    "restart_policy": {"Name": "unless-stopped"},
+                    "shm_size": new.shm_size,
+                    "labels": new.labels,
+                    "environment": new.environment,
+                    "ports": new.ports,
+                    "volumes": {**{name: {"bind": path, "mode": "rw"} for name, path in new.volumes.items()}, **binds},
+                    "tmpfs": new.tmpfs,
+                    **_gpu_request(self.kind, new.gpus),
+                }
             )
-            return _record(made)
+            if new.user_namespace:
+                arguments["host_config"]["UsernsMode"] = new.user_namespace
+            made = self.client.api.create_container(**arguments)
+            return _record(self.client.containers.get(made["Id"]))
 
     def start(self, container: Container) -> None:
         try:
