@@ -7,6 +7,7 @@ at a temporary folder, so the tester's own ~/.ssh and deepbox data are never tou
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -171,3 +172,14 @@ def remove_box(client, name: str) -> None:
         container.remove(force=True)
     for volume in client.volumes.list(filters={"label": f"deepbox.box={name}"}):
         volume.remove(force=True)
+
+
+def ssh_audit(port: int) -> dict:
+    """ssh-audit's JSON report of a box's sshd; exit 3 (a 'fail' finding) fails the test here."""
+    tool = str(Path(sys.executable).parent / "ssh-audit")
+    audit = subprocess.run(
+        [tool, "-n", "--skip-rate-test", "-t", "10", "-jj", f"127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert audit.returncode in (0, 2), audit.stdout + audit.stderr  # 3 would mean 'fail' findings
+    return json.loads(audit.stdout)

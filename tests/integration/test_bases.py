@@ -13,13 +13,12 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import BASE_IMAGE, PREFIX, Project, deepbox_command, remove_box, run_deepbox
+from conftest import BASE_IMAGE, PREFIX, Project, deepbox_command, remove_box, run_deepbox, ssh_audit
 
 KEYRING_DEB = "http://archive.ubuntu.com/ubuntu/pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1_all.deb"
 KEYRING_SHA256 = "36de43b15853ccae0028e9a767613770c704833f82586f28eb262f0311adb8a8"
@@ -86,16 +85,6 @@ def old_project(tmp_path, home, docker_client):
         remove_box(docker_client, project.name)
 
 
-def _audit(port: int) -> dict:
-    ssh_audit = str(Path(sys.executable).parent / "ssh-audit")
-    audit = subprocess.run(
-        [ssh_audit, "-n", "--skip-rate-test", "-t", "10", "-jj", f"127.0.0.1:{port}"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert audit.returncode in (0, 2), audit.stdout + audit.stderr  # 3 would mean 'fail' findings
-    return json.loads(audit.stdout)
-
-
 # suite -> (OpenSSH version in the box, the notes `up` must show, the box's Python series)
 OLD = {
     "bullseye": ("8.4", ["no post-quantum key exchange"], "3.9"),
@@ -125,7 +114,7 @@ def test_core_box_on_an_old_base(old_bases, old_project, suite):
     refused = project.ssh("true", "-o", "UserKnownHostsFile=/dev/null", "-o", "ControlPath=none")
     assert "Host key verification failed" in refused.err
 
-    report = _audit(up["port"])
+    report = ssh_audit(up["port"])
     assert not report.get("recommendations", {}).get("critical"), report["recommendations"]
     assert [key["algorithm"] for key in report["key"]] == ["ssh-ed25519"]
 
@@ -224,7 +213,7 @@ def test_a_root_host_s_box_writes_its_project_and_mounts_as_root(make_project, h
     # Still key-only: no password for root, and no other user may log in.
     stranger = project.ssh("true", "-l", "nobody", "-o", "ControlPath=none")
     assert stranger.code != 0 and "Permission denied" in stranger.err
-    report = _audit(json.loads(result.out)["port"])
+    report = ssh_audit(json.loads(result.out)["port"])
     assert not report.get("recommendations", {}).get("critical")
     box = docker_client.containers.get(project.alias)
     assert box.attrs["HostConfig"]["PortBindings"]["22/tcp"][0]["HostIp"] == "127.0.0.1"

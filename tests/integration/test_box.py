@@ -7,11 +7,10 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import PREFIX, Project, deepbox_command
+from conftest import PREFIX, Project, deepbox_command, ssh_audit
 
 OWNER = (4242, 4243)  # the project's owner; as root, deepbox mirrors it in the box user
 
@@ -86,13 +85,7 @@ def test_no_root_login_and_no_password_auth(box, home):
 
 
 def test_ssh_audit_finds_no_failures(box):
-    ssh_audit = str(Path(sys.executable).parent / "ssh-audit")
-    audit = subprocess.run(
-        [ssh_audit, "-n", "--skip-rate-test", "-t", "10", "-jj", f"127.0.0.1:{box.up['port']}"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert audit.returncode in (0, 2), audit.stdout + audit.stderr  # 3 would mean 'fail' findings
-    report = json.loads(audit.stdout)
+    report = ssh_audit(box.up["port"])
     failures = report.get("recommendations", {}).get("critical", {})
     assert not failures, failures
     assert [key["algorithm"] for key in report["key"]] == ["ssh-ed25519"]
