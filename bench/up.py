@@ -593,10 +593,10 @@ def phase_worker(repeat: int) -> dict[str, Any]:
     wrap(box, "render", "catalog + render Dockerfile (spec hash)")
     wrap(box.lock, "ensure", "lock freshness (read deepbox.lock, digest)")
     wrap(ssh, "ensure_client_key", "client key check")
-    wrap(box, "_host_key", "host key read (docker exec cat, polled 0.2 s)", "in_host_key")
+    wrap(box, "_host_key", "host key read (docker exec cat, polled 0.1 s)", "in_host_key")
     wrap(ssh, "pin_host_key", "pin host key + write ssh config")
     wrap(ssh, "write_host", "pin host key + write ssh config")
-    wrap(ssh, "probe", "ssh probe loop (polled 0.3 s)", "in_probe")
+    wrap(ssh, "probe", "ssh probe loop (polled 0.05 s, then 0.3 s)", "in_probe")
     wrap(box, "verify", "framework check (docker exec python imports)")
 
     real_run = subprocess.run

@@ -164,22 +164,22 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool) -> UpResult:
     try:
         port = container.ports.get(SSH_PORT) or port
         endpoint = ssh.Endpoint(spec.alias, site.connect_host(spec.ssh_bind), port, spec.user.name, key, site.jump)
-        host_key, notes = _host_key(engine, container)
-        for note in notes:
-            reporter.step(f"Note: {note}")
-        ssh.pin_host_key(spec.alias, host_key)
+        ssh.pin_host_key(spec.alias, _host_key(engine, container))
         ssh.write_host(endpoint)
         # The framework check goes through the engine, not SSH: run it while SSH comes up.
         reporter.step(f"Waiting for SSH on {endpoint.host}:{port} and checking frameworks inside the box")
         with ThreadPoolExecutor(max_workers=1) as pool:
             checking = pool.submit(verify, engine, container, spec, plan.frameworks)
             try:
-                ssh.probe(spec.alias, READY_TIMEOUT)
+                # The probe's login also reads the notes the box wrote on choices its OpenSSH forced.
+                notes = ssh.probe(spec.alias, READY_TIMEOUT, f"cat {SSHD_NOTES} 2>/dev/null; true").splitlines()
             except DeepboxError as exc:
                 checking.cancel()
                 exc.detail = _log_tail(engine, container)
                 raise
             python_version, checks = checking.result()
+        for note in notes:
+            reporter.step(f"Note: {note}")
     except BaseException:
         if action in ("created", "recreated"):
             _discard(site, container)
@@ -350,9 +350,8 @@ def _new_container(
     )
 
 
-def _host_key(engine: Engine, container: Container) -> tuple[str, list[str]]:
-    """The box's host public key, read through the engine (authenticated, out of band), and the notes
-    the box wrote on choices its OpenSSH forced (they exist once its sshd_config does)."""
+def _host_key(engine: Engine, container: Container) -> str:
+    """The box's host public key, read through the engine (authenticated, out of band)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         current = engine.container(container.id)
@@ -363,11 +362,10 @@ def _host_key(engine: Engine, container: Container) -> tuple[str, list[str]]:
                 "Fix the cause, then run `deepbox up` again.",
                 detail=_log_tail(engine, container),
             )
-        code, output = engine.exec(container, ["cat", SSHD_NOTES, HOST_KEY])
-        lines = output.strip().splitlines()
-        if code == 0 and lines and lines[-1].startswith("ssh-"):
-            return lines[-1], lines[:-1]
-        time.sleep(0.2)
+        code, output = engine.exec(container, ["cat", HOST_KEY])
+        if code == 0 and output.startswith("ssh-"):
+            return output.strip()
+        time.sleep(0.1)
     raise DeepboxError(
         "The box did not create its SSH host key within 30 s; see its log below.",
         detail=_log_tail(engine, container),

@@ -226,8 +226,9 @@ def ssh_base_args() -> list[str]:
     return ["ssh"]
 
 
-def probe(alias: str, timeout: float) -> None:
-    """Wait until an authenticated `ssh <alias> true` succeeds (a TCP connect is not enough)."""
+def probe(alias: str, timeout: float, command: str = "true") -> str:
+    """Wait until an authenticated `ssh <alias> COMMAND` succeeds (a TCP connect is not enough); returns
+    what it printed."""
     deadline = time.monotonic() + timeout
     last = ""
     args = [
@@ -241,14 +242,17 @@ def probe(alias: str, timeout: float) -> None:
         "-o",
         "ControlPath=none",
         alias,
-        "true",
+        command,
     ]
+    attempts = 0
     while time.monotonic() < deadline:
         result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=30)
         if result.returncode == 0:
-            return
+            return result.stdout
         last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"
-        time.sleep(0.3)
+        attempts += 1
+        # sshd listens within a fraction of a second of the start: ask often at first, then gently.
+        time.sleep(0.05 if attempts < 10 else 0.3)
     raise DeepboxError(f"The box did not answer an authenticated `ssh {alias} true` within {timeout:.0f} s ({last}).")
 
 

@@ -15,7 +15,7 @@ if [ ! -s "$KEY_DIR/ssh_host_ed25519_key" ]; then
 fi
 
 # sshd_config, authorized_keys (from the container's settings) and notes on weaker choices, all on
-# the /run tmpfs. `deepbox up` reads the notes once they exist.
+# the /run tmpfs. `deepbox up` reads the notes with its first SSH login.
 /usr/local/lib/deepbox/sshd-config.sh "$RUN_DIR"
 
 # JupyterLab, when the box runs it: the token goes to a file only the box user can read (never

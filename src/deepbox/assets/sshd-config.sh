@@ -113,5 +113,5 @@ printf '%s\n' "$keys" | while IFS= read -r key; do
     if [ -n "$key" ]; then printf '%s%s\n' "${options:+$options }" "$key"; fi
 done >"$out/authorized_keys/$user"
 chmod 0644 "$out/authorized_keys/$user"
-# Last: `deepbox up` waits for the notes, so it never reads them half-written.
+# Written whole, before sshd starts: `deepbox up` reads them with its first SSH login.
 mv "$out/notes.tmp" "$out/notes"
