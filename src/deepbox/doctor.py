@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from deepbox import cudachoice, gpu, lock
+from deepbox.catalog import cuda as catalog_cuda
 from deepbox.config import Spec
 from deepbox.engine import EngineInfo
 from deepbox.errors import DeepboxError
@@ -164,6 +165,9 @@ def cuda_finding(spec: Spec, variants: dict[str, Variant], gpus: list[gpu.Gpu] |
     majors, reasons = cudachoice.candidate_majors(setting, host)
     if usable:
         chosen = variants[usable[0]]
+        if chosen.cuda in catalog_cuda.MIN_DRIVER:  # a GA release: full support, or only minor compatibility?
+            verdict = gpu.driver_verdict(str(host.driver), chosen.cuda)
+            return Finding("cuda", verdict.level, f"{chosen.key} in the lock: {verdict.message}")
         return Finding(
             "cuda",
             "ok",

@@ -103,30 +103,16 @@ def parse_nvidia_smi(output: str) -> list[Gpu]:
     return gpus
 
 
-def read_nvidia_smi(host: str = "") -> str | None:
-    """nvidia-smi's GPU list on the box's host: this machine, or the server (`host`) over ssh. None when
-    there is no working driver. The one function here that looks at a live machine."""
+def read_nvidia_smi() -> str | None:
+    """nvidia-smi's GPU list on this machine; None when there is no working driver. The one function
+    here that looks at a live machine (a server's is read by site.ServerSite)."""
     import subprocess
 
-    from deepbox.errors import DeepboxError
-
-    if host:
-        from deepbox import remote
-
-        try:
-            return remote.run(remote.parse(host), NVIDIA_SMI)
-        except DeepboxError:
-            return None  # not installed there, or no driver
     try:
         done = subprocess.run(["sh", "-c", NVIDIA_SMI], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None
-
-
-def host_gpus(host: str = "") -> list[Gpu] | None:
-    output = read_nvidia_smi(host)
-    return None if output is None else parse_nvidia_smi(output)
 
 
 def nvidia_runtime(docker_info: dict[str, object]) -> bool:

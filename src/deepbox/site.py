@@ -249,7 +249,10 @@ class ServerSite(Site):
     def nvidia_smi(self) -> str | None:
         from deepbox import gpu
 
-        return gpu.read_nvidia_smi(self.host)
+        try:
+            return remote.run(self.server, gpu.NVIDIA_SMI)
+        except DeepboxError:
+            return None  # not installed there, or no driver
 
     def describe(self, path: str = "") -> str:
         return f"{self.host}:{path}" if path else self.host

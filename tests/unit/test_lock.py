@@ -327,8 +327,18 @@ def test_doctor_says_the_lock_state_and_the_cuda_choice(cuda_project):
     variants = lock.read(spec.project)
     assert doctor.lock_finding(spec, variants, lock.config_digest(spec)).level == "ok"
     fits = doctor.cuda_finding(spec, variants, gpu.parse_nvidia_smi(SMI["580-h100"]))
-    assert fits.level == "ok" and "CUDA 13.0 (cuda13 in the lock) runs on driver 580.65.06" in fits.message
+    assert fits.level == "ok" and fits.message == (
+        "cuda13 in the lock: NVIDIA driver 580.65.06 runs CUDA 13.0 (needs 580.65.06 or newer)."
+    )
     old = doctor.cuda_finding(spec, variants, gpu.parse_nvidia_smi(SMI["550-l4"]))
     assert old.level == "warning" and "cuda13, which driver 550.54.15 cannot run" in old.message
     assert "locks CUDA 12" in old.message
     assert variant.key == "cuda13"
+
+
+def test_doctor_warns_when_the_driver_runs_the_locked_cuda_only_by_minor_compatibility(cuda_project):
+    spec = cuda_project('["tensorflow"]')
+    variant = locked(spec, "550-l4", FakeResolver())
+    assert (variant.key, variant.cuda) == ("cuda12", "12.9")
+    finding = doctor.cuda_finding(spec, lock.read(spec.project), gpu.parse_nvidia_smi(SMI["550-l4"]))
+    assert finding.level == "warning" and "only through minor-version compatibility" in finding.message
