@@ -30,7 +30,11 @@ import pytest
 from conftest import BASE_IMAGE, CA_BUNDLE, PREFIX, RUN_ID
 
 USER = f"dbx{RUN_ID}"  # the rootless engines' user, made for this run
-PODMAN_CONF = '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
+# Podman keeps each finished exec session's monitor (conmon) for 300 s by default; a short delay
+# lets the tests' exec monitors go when the tests do.
+PODMAN_CONF = (
+    '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n[engine]\nexit_command_delay = 5\n'
+)
 DOCKERD_ROOTLESS = "/usr/share/docker.io/contrib/dockerd-rootless.sh"
 NEEDED = ("podman", "rootlesskit", "newuidmap", "slirp4netns")
 
