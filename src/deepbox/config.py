@@ -252,6 +252,10 @@ class Spec:
         """The box mounts a copy of the project (on a server, filled by `deepbox sync`), not the folder itself."""
         return bool(self.remote_path)
 
+    def project_path(self, raw: str) -> Path:
+        """A path from the settings on this machine: '~' expanded, relative ones in the project folder."""
+        return _host_path(raw, self.project)
+
     @property
     def alias(self) -> str:
         return f"deepbox-{self.name}"

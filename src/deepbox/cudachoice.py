@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 from deepbox import catalog
 from deepbox.catalog import cuda as cuda_versions
-from deepbox.catalog.model import version_tuple
+from deepbox.catalog.model import distribution, version_tuple
 from deepbox.errors import DeepboxError
-from deepbox.resolver import Job, NoSolution, Package, Resolution, Resolver, distribution
+from deepbox.resolver import Job, NoSolution, Package, Resolution, Resolver
 
 if TYPE_CHECKING:
     from deepbox.gpu import Gpu

@@ -20,12 +20,11 @@ from deepbox.config import Spec
 from deepbox.errors import ConfigError
 from deepbox.lock import Variant
 from deepbox.model import BuildContext
-from deepbox.resolver import ALL_TIERS
+from deepbox.resolver import ALL_TIERS, PYPI
 
 VENV = "/opt/venv"
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 SYSTEM_PACKAGES = ("ca-certificates", "openssh-server", "python3", "python3-venv")
-PYPI = "https://pypi.org/simple"  # named, not defaulted: old pips default to pypi.python.org
 LIB = "/usr/local/lib/deepbox"
 UNREAD_BASE = "The base image was not read (no engine, or not pulled yet): `deepbox up` uses what it has."
 UNLOCKED = "Not locked: installs what the specifiers resolve to today; `deepbox lock` pins every package."
@@ -113,8 +112,7 @@ def project_requirements(spec: Spec) -> tuple[str, bytes] | None:
     if setting == "off":
         return None
     if setting != "auto":
-        path = Path(setting).expanduser()
-        path = path if path.is_absolute() else spec.project / path
+        path = spec.project_path(setting)
         return str(path), _read_host_file(path, "requirements file", spec.source)
     candidate = spec.project / "requirements.txt"
     if candidate.is_file():
@@ -310,8 +308,7 @@ class _Installs:
         with a lock, only the wheels it names."""
         spec = self.spec
         for index, link in enumerate(fl for fl in spec.find_links if "://" not in fl):
-            folder = Path(link).expanduser()
-            folder = folder if folder.is_absolute() else spec.project / folder
+            folder = spec.project_path(link)
             if not folder.is_dir():
                 raise ConfigError(
                     f"{spec.source or 'deepbox.toml'}: build.find_links folder {folder} does not exist; "

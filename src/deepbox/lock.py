@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 from deepbox import catalog
 from deepbox.catalog import cuda as cuda_versions
-from deepbox.catalog.model import TIERS, version_tuple
+from deepbox.catalog.model import TIERS, distribution, version_tuple
 from deepbox.cudachoice import Host, choose_existing, cuda_version, lock_variant
 from deepbox.errors import DeepboxError
-from deepbox.resolver import PYPI, Job, Package, Resolution, Resolver, distribution, resolve_uv, uv_version
+from deepbox.resolver import PYPI, Job, Package, Resolution, Resolver, resolve_uv, uv_version
 
 if TYPE_CHECKING:
     from deepbox.baseimage import BaseFacts
@@ -138,8 +138,8 @@ def config_digest(spec: Spec) -> str:
     wheels = sorted(
         f"{link}/{wheel.name}"
         for link in spec.find_links
-        if "://" not in link and _folder(spec, link).is_dir()
-        for wheel in _folder(spec, link).iterdir()
+        if "://" not in link and spec.project_path(link).is_dir()
+        for wheel in spec.project_path(link).iterdir()
     )
     material = {
         "frameworks": sorted(catalog.canonical_names(spec.framework_names)),
@@ -182,11 +182,6 @@ def _plain_version(version: str) -> bool:
         return False
 
 
-def _folder(spec: Spec, link: str) -> Path:
-    folder = Path(link).expanduser()
-    return folder if folder.is_absolute() else spec.project / folder
-
-
 def job_for(
     spec: Spec,
     plan: catalog.Plan,
@@ -219,7 +214,7 @@ def job_for(
         vendor=vendor,
         index_url=spec.index_url or PYPI,
         extra_index_urls=tuple(spec.extra_index_urls),
-        find_links=tuple(link if "://" in link else str(_folder(spec, link)) for link in spec.find_links),
+        find_links=tuple(link if "://" in link else str(spec.project_path(link)) for link in spec.find_links),
         provided=provided,
         exclude_newer=exclude_newer,
         preferences=previous.pins if previous is not None else {},

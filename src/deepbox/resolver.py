@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepbox.catalog.model import TIERS, normalize
+from deepbox.catalog.model import TIERS, distribution, normalize
 from deepbox.errors import DeepboxError
 
 PYPI = "https://pypi.org/simple"
@@ -65,12 +65,6 @@ class Resolution:
 
 
 Resolver = Callable[[Job], Resolution]
-
-
-def distribution(requirement: str) -> str:
-    """'tensorflow[and-cuda]==2.21.*' -> 'tensorflow' (normalized)."""
-    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
-    return normalize(match.group() if match else requirement)
 
 
 # Tiers from uv's annotations ----------------------------------------------------------------------

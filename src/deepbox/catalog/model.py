@@ -33,6 +33,12 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def distribution(requirement: str) -> str:
+    """'tensorflow[and-cuda]==2.21.*' -> 'tensorflow' (normalized)."""
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+    return normalize(match.group() if match else requirement)
+
+
 def series(text: str) -> str:
     """The major.minor series of a version: '2.5.1' -> '2.5'."""
     return ".".join(str(n) for n in version_tuple(text)[:2])

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from deepbox.catalog.entries import ENTRIES, PRESETS
-from deepbox.catalog.model import TIERS, Framework, Plan, Release, Request, Selected, normalize, version_tuple
+from deepbox.catalog.model import TIERS, Framework, Plan, Release, Request, Selected, distribution, version_tuple
 from deepbox.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -291,7 +291,7 @@ def plan(
         if packages and specifier:
             packages = (packages[0] + specifier, *packages[1:])
         if provided:
-            packages = tuple(p for p in packages[1:] if _distribution(p) not in installed)
+            packages = tuple(p for p in packages[1:] if distribution(p) not in installed)
             index_urls = index_urls if packages else ()
         selected.append(Selected(fw, specifier, packages, index_urls, fw.apt, provided))
     env: list[tuple[str, str]] = []
@@ -322,19 +322,13 @@ def _own_python(base: str, facts: BaseFacts | None) -> str | None:
     return base_python(base)
 
 
-def _distribution(requirement: str) -> str:
-    """'tensorflow[and-cuda]==2.21.*' -> 'tensorflow' (normalized)."""
-    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
-    return normalize(match.group() if match else requirement)
-
-
 def _provided(fw: Framework, request: Request, installed: Mapping[str, str], base: str) -> str:
     """The version of the framework the base image's Python already has ('' when it has none).
 
     A pin the base's version does not meet is refused: a second copy would shadow the base's."""
     if not fw.pip or not installed:
         return ""
-    names = dict.fromkeys(_distribution(p) for p in (fw.pip[0], *(fw.cuda_pip or ())[:1], *fw.dists))
+    names = dict.fromkeys(distribution(p) for p in (fw.pip[0], *(fw.cuda_pip or ())[:1], *fw.dists))
     found = next(((name, installed[name]) for name in names if name in installed), None)
     if found is None:
         return ""
