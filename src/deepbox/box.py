@@ -130,7 +130,7 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool) -> UpResult:
             f'set name = "..." in {spec.source or "deepbox.toml"} to give this project its own box.'
         )
     facts, locked = _prepare(spec, site, reporter, frozen=frozen)
-    plan = plan_for(spec, facts, cuda_major=locked.cuda_major) if locked.cuda_major else plan_for(spec, facts)
+    plan = plan_for(spec, facts, cuda_major=locked.cuda_major)
     context = render(spec, plan, facts, locked)
 
     tag = image_tag(spec, context)

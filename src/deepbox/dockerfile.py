@@ -174,8 +174,7 @@ def render(
     facts: what the base image already has, when it could be read; lock: the locked variant to install
     exactly; without one, the Dockerfile installs from the requirement specifiers and says so)."""
     if plan is None:
-        major = lock.cuda_major if lock is not None else None
-        plan = plan_for(spec, facts, cuda_major=major) if major else plan_for(spec, facts)
+        plan = plan_for(spec, facts, cuda_major=lock.cuda_major if lock is not None else None)
     files: dict[str, bytes] = {
         "deepbox/sshd_config": sshd_config(spec).encode(),
         "deepbox/entrypoint.sh": _asset("entrypoint.sh").encode(),

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from deepbox import cudachoice, gpu, lock
 from deepbox.catalog import cuda as catalog_cuda
 from deepbox.config import Spec
-from deepbox.engine import EngineInfo
+from deepbox.engine import NO_GPU_RUNTIME, EngineInfo
 from deepbox.errors import DeepboxError
 from deepbox.lock import Variant
 from deepbox.site import Site
@@ -127,9 +127,7 @@ def gpu_findings(spec: Spec, smi_output: str | None, gpu_runtime: bool) -> list[
         if gpu_runtime:
             findings.append(Finding("runtime", "ok", "The engine can give GPUs to containers (NVIDIA runtime or CDI)."))
         else:
-            from deepbox.engine import no_gpu_runtime
-
-            findings.append(Finding("runtime", "error", no_gpu_runtime()))
+            findings.append(Finding("runtime", "error", NO_GPU_RUNTIME))
     return findings
 
 

@@ -20,8 +20,6 @@ from urllib.parse import urlsplit
 from deepbox import ssh
 from deepbox.errors import ConfigError, DeepboxError
 
-REMOTE_SOCKET = "/var/run/docker.sock"
-
 
 @dataclass(frozen=True)
 class Server:
@@ -86,7 +84,7 @@ def run(server: Server, command: str, *, timeout: float = 60) -> str:
 class Tunnel:
     """The server's engine socket, forwarded to a private local socket for as long as the command runs."""
 
-    def __init__(self, server: Server, remote_socket: str = REMOTE_SOCKET) -> None:
+    def __init__(self, server: Server, remote_socket: str) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="deepbox-engine-"))  # mode 0700: the socket is private
         self.socket = self.folder / "docker.sock"
         args = _ssh_args(server)

@@ -18,6 +18,7 @@ from deepbox.engine.base import (
     LABEL_PROJECT,
     LABEL_RUN,
     LABEL_SPEC,
+    NO_GPU_RUNTIME,
     Container,
     Engine,
     EngineInfo,
@@ -36,6 +37,7 @@ __all__ = [
     "LABEL_PROJECT",
     "LABEL_RUN",
     "LABEL_SPEC",
+    "NO_GPU_RUNTIME",
     "Container",
     "Engine",
     "EngineInfo",
@@ -45,7 +47,6 @@ __all__ = [
     "PortInUseError",
     "connect",
     "locate",
-    "no_gpu_runtime",
 ]
 
 
@@ -143,9 +144,3 @@ def connect(location: Location, url: str | None = None, on_close: Callable[[], N
 
     tls = _tls(location.context) if location.context and url is None and location.url.startswith("tcp://") else None
     return DockerEngine(url or location.url, location.describe(), tls, on_close)
-
-
-def no_gpu_runtime() -> str:
-    from deepbox.engine.docker import NO_GPU_RUNTIME
-
-    return NO_GPU_RUNTIME

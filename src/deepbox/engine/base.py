@@ -23,6 +23,12 @@ LABEL_SPEC = "deepbox.spec-hash"
 LABEL_RUN = "deepbox.run-hash"
 LABEL_ALIAS = "deepbox.alias"
 
+NO_GPU_RUNTIME = (
+    "The Docker engine cannot give GPUs to containers (no NVIDIA runtime): install the NVIDIA Container "
+    "Toolkit and run `sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`, "
+    'or set gpus = "none" (`deepbox doctor` checks the driver and runtime).'
+)
+
 
 @dataclass(frozen=True)
 class EngineInfo:

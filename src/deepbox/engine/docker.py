@@ -22,6 +22,7 @@ from docker.types import DeviceRequest
 
 from deepbox.engine.base import (
     LABEL_BOX,
+    NO_GPU_RUNTIME,
     Container,
     Engine,
     EngineInfo,
@@ -34,12 +35,6 @@ from deepbox.gpu import GpuRequest, nvidia_runtime
 from deepbox.model import BuildContext
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
-
-NO_GPU_RUNTIME = (
-    "The Docker engine cannot give GPUs to containers (no NVIDIA runtime): install the NVIDIA Container "
-    "Toolkit and run `sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`, "
-    'or set gpus = "none" (`deepbox doctor` checks the driver and runtime).'
-)
 
 
 @contextmanager
