@@ -17,7 +17,7 @@ from deepbox.catalog.model import normalize
 from deepbox.errors import DeepboxError
 
 if TYPE_CHECKING:
-    from deepbox.engine import Engine
+    from deepbox.engine import Engine, Image
     from deepbox.site import Site
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Docker's, for images without one
@@ -111,9 +111,10 @@ def parse(image_id: str, env: list[str], output: str) -> BaseFacts:
     )
 
 
-def facts(engine: Engine, base: str) -> BaseFacts:
-    """The facts of a base image on the engine (read once per image id, then from deepbox's data folder)."""
-    image = engine.image(base)
+def facts(engine: Engine, base: str, image: Image | None = None) -> BaseFacts:
+    """The facts of a base image on the engine (read once per image id, then from deepbox's data folder).
+    `image`: the base as the caller already looked it up."""
+    image = image or engine.image(base)
     if image is None:
         raise DeepboxError(f"Base image '{base}' is not on the engine; `deepbox up` pulls it.")
     image_id = str(image.id)
@@ -154,6 +155,7 @@ def known_facts(site: Site, base: str) -> BaseFacts | None:
     so `deepbox dockerfile` works offline (it then says the base was not read)."""
     try:
         engine = site.engine()
-        return facts(engine, base) if engine.image(base) is not None else None
+        image = engine.image(base)
+        return facts(engine, base, image) if image is not None else None
     except DeepboxError:
         return None

@@ -31,6 +31,7 @@ from deepbox.engine import (
     LABEL_SPEC,
     Container,
     Engine,
+    Image,
     NewContainer,
     PortInUseError,
 )
@@ -111,8 +112,7 @@ def up(spec: Spec, site: Site, reporter: Reporter, *, frozen: bool = False) -> U
 def _prepare(spec: Spec, site: Site, reporter: Reporter, **locking: object) -> tuple[baseimage.BaseFacts, lock.Variant]:
     """The base image (pulled when missing), what it has, and the lock variant this host builds from."""
     engine = site.engine()
-    _ensure_base(engine, spec.base, reporter)
-    facts = baseimage.facts(engine, spec.base)
+    facts = baseimage.facts(engine, spec.base, _ensure_base(engine, spec.base, reporter))
     gpus = gpu.parse_nvidia_smi(smi) if spec.device == "cuda" and (smi := site.nvidia_smi()) is not None else None
     return facts, lock.ensure(spec, facts, reporter, gpus=gpus, **locking)  # type: ignore[arg-type]
 
@@ -223,9 +223,11 @@ def _warn_unwritable_mounts(spec: Spec, reporter: Reporter) -> None:
             )
 
 
-def _ensure_base(engine: Engine, base: str, reporter: Reporter) -> None:
-    if engine.image(base) is not None:
-        return
+def _ensure_base(engine: Engine, base: str, reporter: Reporter) -> Image | None:
+    """The base image, pulled when the engine does not have it."""
+    image = engine.image(base)
+    if image is not None:
+        return image
     reporter.step(f"Pulling base image {base}")
     try:
         engine.pull(base)
@@ -235,6 +237,7 @@ def _ensure_base(engine: Engine, base: str, reporter: Reporter) -> None:
             f"on a host without a registry build one with `{BOOTSTRAP_HINT.format(tag=base)}`, or set "
             "base in deepbox.toml to an image you have."
         ) from exc
+    return engine.image(base)
 
 
 def _create(
@@ -257,9 +260,9 @@ def _create(
     if spec.ssh_port and not site.port_is_free(spec.ssh_bind, spec.ssh_port):
         raise site.port_taken(spec.ssh_port, spec.ssh_bind, str(spec.source or "deepbox.toml"))
 
+    run_hash = _run_hash(spec, tag, public_key)
     for attempt in range(3):
         chosen = port or site.free_port(spec.ssh_bind)
-        run_hash = _run_hash(spec, tag, public_key)
         new = _new_container(site, spec, tag, labels, run_hash, public_key, chosen, jupyter_port)
         try:
             container = engine.create(new)
@@ -508,14 +511,12 @@ def snapshot(box: str, tag: str, site: Site, reporter: Reporter) -> str:
     engine = site.engine()
     container = _require(engine, box)
     reporter.step(f"Committing box '{box}' to {tag}")
-    repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
     image = engine.image(container.image)
     image_env = set(image.env if image is not None else ())
     runtime_names = sorted({e.split("=", 1)[0] for e in container.env} - {e.split("=", 1)[0] for e in image_env})
     return engine.commit(
         container.id,
-        repository,
-        version,
+        tag,
         f"deepbox snapshot of box {box}",
         [f"LABEL deepbox.snapshot-of={box}", *(f"ENV {name}=" for name in runtime_names)],
     )

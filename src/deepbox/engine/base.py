@@ -132,8 +132,8 @@ class Engine(ABC):
     def import_image(self, tar_stream: IO[bytes], tag: str) -> None: ...
 
     @abstractmethod
-    def commit(self, container_id: str, repository: str, tag: str, message: str, changes: list[str]) -> str:
-        """Commit a container to an image; returns the image id."""
+    def commit(self, container_id: str, tag: str, message: str, changes: list[str]) -> str:
+        """Commit a container to an image named `tag` ("name" or "name:version"); returns the image id."""
 
     # Containers --------------------------------------------------------------------------------
 

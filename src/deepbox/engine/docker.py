@@ -104,6 +104,12 @@ def _short(name: str) -> str:
     return name
 
 
+def _split_tag(tag: str) -> tuple[str, str]:
+    """'deepbox/base:v1' -> ('deepbox/base', 'v1'); without a version, 'latest' (a registry's port is no version)."""
+    repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
+    return repository, version
+
+
 def _image(found: Any) -> Image:
     attrs = found.attrs
     env = tuple(attrs.get("Config", {}).get("Env") or ())
@@ -257,14 +263,17 @@ class DockerEngine(Engine):
             self.client.images.remove(name, noprune=False)
 
     def import_image(self, tar_stream: IO[bytes], tag: str) -> None:
-        repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
+        repository, version = _split_tag(tag)
         with self._translated(f"import {tag}"):
             self.client.api.import_image_from_data(tar_stream, repository=repository, tag=version)
 
-    def commit(self, container_id: str, repository: str, tag: str, message: str, changes: list[str]) -> str:
-        with self._translated(f"commit {container_id[:12]} to {repository}:{tag}"):
-            container = self.client.containers.get(container_id)
-            return str(container.commit(repository=repository, tag=tag, message=message, changes=changes).id)
+    def commit(self, container_id: str, tag: str, message: str, changes: list[str]) -> str:
+        repository, version = _split_tag(tag)
+        with self._translated(f"commit {container_id[:12]} to {tag}"):
+            made = self.client.api.commit(
+                container_id, repository=repository, tag=version, message=message, changes=changes
+            )
+            return str(made["Id"])
 
     # Containers -------------------------------------------------------------------------------
 
@@ -333,9 +342,12 @@ class DockerEngine(Engine):
             raise unreachable(exc, self.where) from exc
 
     def exec(self, container: Container, command: list[str], user: str = "") -> tuple[int, str]:
+        # What exec_run does, without its extra inspect of the container: polled while a box starts.
         with self._translated(f"run a command in {container.name}"):
-            result = self.client.containers.get(container.id).exec_run(command, user=user, demux=False)
-            return result.exit_code, (result.output or b"").decode(errors="replace")
+            exec_id = self.client.api.exec_create(container.id, command, user=user)["Id"]
+            output = self.client.api.exec_start(exec_id)
+            code = self.client.api.exec_inspect(exec_id).get("ExitCode")
+            return (code if code is not None else -1), (output or b"").decode(errors="replace")
 
     def logs(self, container: Container, follow: bool, tail: int | str = "all") -> Iterator[bytes]:
         with self._translated(f"read the logs of {container.name}"):
