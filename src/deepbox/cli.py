@@ -300,10 +300,7 @@ def lock_command(ctx: click.Context, check: bool, upgrade: tuple[str, ...], as_j
     spec, site = _spec(ctx, bind=True)
     variant = box.lock_packages(spec, site, ConsoleReporter(), moving)
     if as_json:
-        _emit_json(
-            {k: v for k, v in variant.__dict__.items() if k != "packages"}
-            | {"packages": [package.__dict__ for package in variant.packages]}
-        )
+        _emit_json(variant.as_dict())
         return
     cuda = f", CUDA {variant.cuda}" if variant.cuda else ""
     _console(stderr=False).print(

@@ -134,7 +134,7 @@ def gpu_findings(spec: Spec, smi_output: str | None, gpu_runtime: bool) -> list[
 def lock_finding(spec: Spec, variants: dict[str, Variant], config: str) -> Finding:
     """Is there a lock for this box's device, and does it still match deepbox.toml?"""
     name = lock.LOCK_FILE
-    wanted = [key for key in variants if (key == "cpu") == (spec.device == "cpu")]
+    wanted = lock.device_variants(spec, variants)
     if not wanted:
         return Finding(
             "lock", "warning", f"{name} has no {spec.device} variant yet: `deepbox up` (or `deepbox lock`) writes one."

@@ -15,12 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deepbox import catalog
 from deepbox.catalog import cuda as cuda_versions
@@ -59,6 +58,9 @@ class Variant:
     exclude_newer: str  # the resolver saw nothing uploaded after this moment
     resolver: str
     packages: tuple[Package, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "packages": [asdict(package) for package in self.packages]}
 
     def tier(self, tier: str) -> tuple[Package, ...]:
         return tuple(package for package in self.packages if package.tier == tier)
@@ -112,11 +114,7 @@ def write(project: Path, box: str, variants: dict[str, Variant]) -> None:
     data = {
         "version": FORMAT,
         "variants": {
-            key: {
-                **{k: v for k, v in variant.__dict__.items() if k not in ("key", "packages")},
-                "packages": [package.__dict__ for package in variant.packages],
-            }
-            for key, variant in sorted(variants.items())
+            key: {k: v for k, v in variant.as_dict().items() if k != "key"} for key, variant in sorted(variants.items())
         },
     }
     target = path(project)
@@ -219,19 +217,8 @@ def job_for(
         exclude_newer=exclude_newer,
         preferences=previous.pins if previous is not None else {},
         upgrade=upgrade,
-        ca_bundle=_ca_bundle(spec),
+        ca_certificates=tuple(str(cert) for cert in spec.ca_certificates),
     )
-
-
-def _ca_bundle(spec: Spec) -> str | None:
-    """The extra CAs the build trusts, trusted by the resolver too (one file, or a combined one)."""
-    if not spec.ca_certificates:
-        return None
-    if len(spec.ca_certificates) == 1:
-        return str(spec.ca_certificates[0])
-    combined = Path(tempfile.mkstemp(prefix="deepbox-ca-", suffix=".pem")[1])
-    combined.write_bytes(b"\n".join(cert.read_bytes() for cert in spec.ca_certificates))
-    return str(combined)
 
 
 def now() -> str:
@@ -285,23 +272,25 @@ class Target:
         )  # fmt: skip
 
 
+def device_variants(spec: Spec, variants: dict[str, Variant]) -> list[str]:
+    """The variants for the box's device: "cpu", or every CUDA one."""
+    return [key for key in variants if (key == "cpu") == (spec.device == "cpu")]
+
+
 def _keys(spec: Spec, variants: dict[str, Variant], host: Host) -> list[str]:
     """The variants this box could use on this host, best first."""
     return ["cpu"] if spec.device == "cpu" else choose_existing(variants, spec.cuda or "auto", host)
 
 
+def _fresh(spec: Spec, variants: dict[str, Variant], target: Target, host: Host) -> Variant | None:
+    return next(
+        (variants[key] for key in _keys(spec, variants, host) if key in variants and target.fits(variants[key])), None
+    )
+
+
 def current(spec: Spec, facts: BaseFacts | None, host: Host | None = None) -> Variant | None:
     """The fresh variant the box would be built from, without resolving anything (None: lock first)."""
-    variants = read(spec.project)
-    target = Target.of(spec, facts)
-    return next(
-        (
-            variants[key]
-            for key in _keys(spec, variants, host or Host())
-            if key in variants and target.fits(variants[key])
-        ),
-        None,
-    )
+    return _fresh(spec, read(spec.project), Target.of(spec, facts), host or Host())
 
 
 def ensure(
@@ -320,10 +309,10 @@ def ensure(
     from deepbox.dockerfile import plan_for
 
     host = Host.of(gpus)
-    if upgrade is False and (fit := current(spec, facts, host)) is not None:
-        return fit
     variants = read(spec.project)
     target = Target.of(spec, facts)
+    if upgrade is False and (fit := _fresh(spec, variants, target, host)) is not None:
+        return fit
     previous = next((variants[key] for key in _keys(spec, variants, host) if key in variants), None)
     if frozen:
         what = "is stale (deepbox.toml, the base image or the Python changed since)" if previous else "has no variant"
@@ -371,8 +360,7 @@ def check(spec: Spec) -> list[str]:
     if not variants:
         return [f"{name} is missing: run `deepbox lock` and commit it."]
     config = config_digest(spec)
-    wanted = [key for key in variants if (key == "cpu") == (spec.device == "cpu")]
-    problems = [] if wanted else [f"{name} has no {spec.device} variant: run `deepbox lock`."]
+    problems = [] if device_variants(spec, variants) else [f"{name} has no {spec.device} variant: run `deepbox lock`."]
     stale = sorted(key for key, variant in variants.items() if variant.config != config)
     if stale:
         problems.append(

@@ -53,7 +53,7 @@ class Job:
     exclude_newer: str
     preferences: dict[str, str] = field(default_factory=dict)  # the previous lock's pins, kept if they fit
     upgrade: tuple[str, ...] | bool = False  # True: everything; names: those only
-    ca_bundle: str | None = None  # the CA certificates to trust (build.ca_certificates), as one file
+    ca_certificates: tuple[str, ...] = ()  # the CA files to trust (build.ca_certificates)
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,8 @@ def resolve_uv(job: Job) -> Resolution:
     with tempfile.TemporaryDirectory(prefix="deepbox-lock-") as folder:
         work = Path(folder)
         (work / "pyproject.toml").write_text(_pyproject(job))
+        if job.ca_certificates:  # one bundle for uv, gone with the folder
+            (work / _CA_BUNDLE).write_bytes(b"\n".join(Path(cert).read_bytes() for cert in job.ca_certificates))
         inputs = ["pyproject.toml"]  # relative, run in `work`: the annotations name them so
         if job.requirements_file is not None:
             (work / "requirements.txt").write_bytes(job.requirements_file)
@@ -244,6 +246,9 @@ def _files(pylock: dict[str, object]) -> dict[str, tuple[str, str]]:
     return found
 
 
+_CA_BUNDLE = "ca-certificates.pem"
+
+
 def _run_uv(args: list[str], job: Job, cwd: Path) -> str:
     env = {
         **os.environ,
@@ -251,8 +256,8 @@ def _run_uv(args: list[str], job: Job, cwd: Path) -> str:
         "UV_HTTP_TIMEOUT": "30",
         "UV_NO_CONFIG": "1",  # the machine's uv.toml must not change what a lock means
     }
-    if job.ca_bundle:
-        env["SSL_CERT_FILE"] = job.ca_bundle
+    if job.ca_certificates:
+        env["SSL_CERT_FILE"] = str(cwd / _CA_BUNDLE)
     try:
         done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, timeout=600, check=False)
     except subprocess.TimeoutExpired as exc:
