@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from deepbox.config import BoxConfig, Spec
     from deepbox.engine import Location
-    from deepbox.model import UpResult
+    from deepbox.model import BuildContext, UpResult
     from deepbox.site import Site
 
 
@@ -111,6 +111,20 @@ def _local_spec(ctx: click.Context) -> Spec:
 
     config, source = _config(ctx)
     return resolve(config, _project(ctx), source)
+
+
+def _rendered(ctx: click.Context) -> tuple[Spec, BuildContext]:
+    """The project's build context as `up` would build it here, from the base image's facts and the lock
+    when the engine has them; pulls and locks nothing (the Dockerfile says what it could not read)."""
+    from deepbox import lock
+    from deepbox.baseimage import known_facts
+    from deepbox.dockerfile import render
+
+    spec, site = _spec(ctx)
+    facts = known_facts(site, spec.base)
+    if facts is not None:
+        spec = site.bind(spec)
+    return spec, render(spec, facts=facts, lock=lock.current(spec, facts))
 
 
 def _target(ctx: click.Context, name: str | None) -> tuple[str, Site]:
@@ -480,14 +494,7 @@ def dockerfile(
     if frameworks is None:
         if cuda or python_version or base:
             raise click.UsageError("--cuda, --python and --base go with --frameworks.")
-        from deepbox import lock
-        from deepbox.baseimage import known_facts
-
-        spec, site = _spec(ctx)
-        facts = known_facts(site, spec.base)
-        if facts is not None:
-            spec = site.bind(spec)
-        click.echo(generator.render(spec, facts=facts, lock=lock.current(spec, facts)).dockerfile, nl=False)
+        click.echo(_rendered(ctx)[1].dockerfile, nl=False)
         return
     names = [name.strip() for name in frameworks.split(",") if name.strip()]
     context = generator.standalone(names, cuda=cuda, python=python_version, base=base)
@@ -681,15 +688,10 @@ def export() -> None:
 @click.pass_context
 def export_devcontainer(ctx: click.Context, force: bool) -> None:
     """Write .devcontainer/ (devcontainer.json + the Dockerfile) for VS Code Dev Containers, Codespaces, PyCharm."""
-    from deepbox import devcontainer, lock
-    from deepbox.baseimage import known_facts
-    from deepbox.dockerfile import render
+    from deepbox import devcontainer
 
-    spec, site = _spec(ctx)
-    facts = known_facts(site, spec.base)
-    if facts is not None:
-        spec = site.bind(spec)
-    written = devcontainer.export(spec, render(spec, facts=facts, lock=lock.current(spec, facts)), force=force)
+    spec, context = _rendered(ctx)
+    written = devcontainer.export(spec, context, force=force)
     console = _console(stderr=False)
     for path in written:
         console.print(f"Wrote {path}")
