@@ -5,8 +5,8 @@
 # The hardened part is static (/etc/ssh/sshd_config). What depends on the version is asked of the
 # image's own OpenSSH: the key exchanges, ciphers and MACs it knows (`ssh -Q`, the same build as
 # sshd), whether sshd has strict key exchange (the Terrapin fix), and whether it accepts SetEnv,
-# PermitUserEnvironment with names (7.8+) and PerSourcePenalties (9.8+). Where an old version forces a weaker choice, one line goes to DIR/notes
-# (and the box log) for `deepbox up` to show.
+# PermitUserEnvironment with names (7.8+) and PerSourcePenalties (9.8+). Where an old version forces
+# a weaker choice, one line goes to DIR/notes (and the box log) for `deepbox up` to show.
 set -eu
 out=$1
 ssh=${DEEPBOX_SSH:-ssh}
@@ -77,8 +77,9 @@ if accepts "SetEnv=DEEPBOX_PROBE=1"; then
         setenv="$setenv $name=\"$value\""
     done
 else
-    # Before 8.7 sshd has no SetEnv: the same values go in as authorized_keys environment= options,
-    # which sshd applies only with PermitUserEnvironment, limited to these names where it can be.
+    # An sshd without SetEnv (Ubuntu 18.04's 7.6; 8.2 and later have it): the same values go in as
+    # authorized_keys environment= options, which sshd applies only with PermitUserEnvironment,
+    # limited to these names where it can be.
     list=""
     for name in $names; do
         eval "value=\${$name}"
@@ -87,10 +88,10 @@ else
     done
     if accepts "PermitUserEnvironment=$list"; then
         permit=$list
-        note "OpenSSH $version in the box has no SetEnv (it came in 8.7); the session environment comes from authorized_keys options."
+        note "OpenSSH $version in the box has no SetEnv; the session environment comes from authorized_keys options."
     else
         permit=yes
-        note "OpenSSH $version in the box has no SetEnv (8.7) nor PermitUserEnvironment with names (7.8); the session environment comes from authorized_keys options, so ~/.ssh/environment is read too."
+        note "OpenSSH $version in the box has no SetEnv nor PermitUserEnvironment with names (7.8); the session environment comes from authorized_keys options, so ~/.ssh/environment is read too."
     fi
 fi
 
