@@ -76,14 +76,6 @@ class BaseFacts:
     def python_series(self) -> str | None:
         return ".".join(self.python.split(".")[:2]) if self.python else None
 
-    def version_of(self, distributions: tuple[str, ...]) -> str | None:
-        """The installed version of the first of these distributions the image has."""
-        for name in distributions:
-            version = self.packages.get(normalize(name))
-            if version is not None:
-                return version
-        return None
-
 
 def parse(image_id: str, env: list[str], output: str) -> BaseFacts:
     """BaseFacts from the image's configured environment and the probe's output."""

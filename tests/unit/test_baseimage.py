@@ -27,7 +27,6 @@ def test_parse_reads_the_probe_and_the_image_path():
     assert (facts.os, facts.codename, facts.glibc) == ("ubuntu", "bionic", "2.27")
     assert (facts.python, facts.python_series, facts.python_path) == ("3.6.9", "3.6", "/usr/local/bin/python3")
     assert facts.packages == {"torch": "1.10.0+cpu", "scikit-learn": "0.24.2", "tensorflow-gpu": "2.4.1"}
-    assert facts.version_of(("tensorflow", "tensorflow-gpu")) == "2.4.1"
     assert facts.apt_based
 
 
