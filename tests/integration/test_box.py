@@ -322,13 +322,19 @@ def test_two_ups_at_once_make_one_box(make_project, docker_client):
     assert len(docker_client.containers.list(all=True, filters={"label": f"deepbox.box={project.name}"})) == 1
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_up_leaves_no_container(make_project, docker_client):
     project = make_project("intr")
     assert project.deepbox("up").code == 0  # image cached: the window below is start -> ready
     for _attempt in range(5):
         assert project.deepbox("rm").code == 0
+        # Ctrl-C as a terminal delivers it, even when this suite runs as a background job (whose
+        # children inherit an ignored SIGINT).
         proc = subprocess.Popen(deepbox_command(project.path, "up"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)  # fmt: skip
+                                text=True, preexec_fn=_default_sigint)  # fmt: skip
         # Interrupt once the new container runs and `up` waits for SSH: the box exists but is not ready.
         seen = ""
         for line in proc.stderr:
