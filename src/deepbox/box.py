@@ -386,6 +386,13 @@ def describe(spec: Spec, site: Site) -> UpResult:
     """The endpoint of this project's running box, for the IDE commands (no build, no restart)."""
     engine = site.engine()
     container = _require(engine, spec.engine_name)
+    owner = container.labels.get(LABEL_PROJECT)
+    if owner != str(spec.project):
+        # Its key, alias and workspace are that project's: settings written here would not reach it.
+        raise DeepboxError(
+            f"Box '{spec.name}' belongs to {owner or 'another project'}, not to {spec.project}; run this command "
+            f'there, or set name = "..." in {spec.source or "deepbox.toml"} to give this project its own box.'
+        )
     if container.status != "running":
         raise DeepboxError(f"Box '{spec.name}' is not running; start it with `deepbox up`.")
     if container.ports.get(SSH_PORT) is None:
@@ -425,6 +432,7 @@ def _result(
         frameworks=checks,
         notes=notes or [],
         ide_host=site.ide_host(spec.alias, spec.ssh_bind),
+        jump=site.jump or "",
     )
 
 

@@ -276,7 +276,8 @@ def _print_up(result: UpResult) -> None:
     console.print(table)
     console.print(
         f"[green]Box '{result.box}' is {result.action}[/]: ssh {result.alias}  "
-        f"({result.user}@{result.host}:{result.port}, project in {result.workspace})"
+        f"(or {_escape(result.ssh_command())}; project in {result.workspace})",
+        soft_wrap=True,
     )
     if result.jupyter_url:
         console.print(f"JupyterLab: {result.jupyter_url}", soft_wrap=True)
@@ -619,6 +620,7 @@ def ide_pycharm(ctx: click.Context, register_interpreter: bool, ide_config_dir: 
     if register_interpreter:
         table = pycharm.register_interpreter(spec, result, ide_config_dir)
         console.print(f"Registered the interpreter in {table}; open the project in PyCharm.")
+        console.print(pycharm.host_key_check(result), soft_wrap=True)
     else:
         console.print(pycharm.remaining_clicks(spec, result), soft_wrap=True)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shlex
 import tarfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -66,9 +67,15 @@ class UpResult:
     lock: str = ""  # the variant of deepbox.lock the box was built from: cpu, cuda13, ...
     cuda: str = ""  # the CUDA version its packages carry
     ide_host: str = ""  # what an IDE's own SSH client connects to: the alias for a box behind a jump
+    jump: str = ""  # the ProxyJump ([user@]server[:port]) for a box on a server's engine
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def ssh_command(self) -> str:
+        """The plain ssh command that reaches the box, for tools that do not read deepbox's ssh config."""
+        jump = ["-J", self.jump] if self.jump else []
+        return shlex.join(["ssh", *jump, "-p", str(self.port), "-i", self.key, f"{self.user}@{self.host}"])
 
 
 @dataclass

@@ -6,6 +6,8 @@ block lives in a file deepbox owns. All writes are atomic (temp file + rename).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
 import pwd
@@ -94,6 +96,25 @@ def pin_host_key(alias: str, host_public_key: str) -> None:
     kept = [line for line in lines if line.split(" ", 1)[0] != alias]
     if [*kept, entry] != lines:
         atomic_write(known, "\n".join([*kept, entry]) + "\n", 0o644)
+
+
+def pinned_host_key(alias: str) -> str | None:
+    """The host key pinned for the alias ("ssh-ed25519 AAAA..."), None when none is."""
+    known = paths.known_hosts()
+    for line in known.read_text().splitlines() if known.exists() else []:
+        fields = line.split()
+        if len(fields) >= 3 and fields[0] == alias:
+            return f"{fields[1]} {fields[2]}"
+    return None
+
+
+def fingerprint(host_public_key: str) -> str:
+    """The key's SHA256 fingerprint as `ssh-keygen -l` and ssh's prompts show it (no network needed)."""
+    try:
+        blob = base64.b64decode(host_public_key.split()[1], validate=True)
+    except (IndexError, binascii.Error) as exc:
+        raise DeepboxError(f"{host_public_key!r} is not an OpenSSH public key.") from exc
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 def forget_host(alias: str) -> None:

@@ -160,3 +160,33 @@ def test_up_with_ide_pycharm_writes_the_files_then_leaves_them(box):
     again = box.deepbox("up", "--json")
     assert again.code == 0, again.err
     assert json.loads(again.out)["ide_files"] == []
+
+
+def test_ide_pycharm_prints_the_fingerprint_ssh_keygen_gives_for_the_boxs_host_key(box, docker_client, tmp_path):
+    container = docker_client.containers.get(f"deepbox-{box.name}")
+    code, output = container.exec_run(["cat", "/etc/ssh/deepbox/ssh_host_ed25519_key.pub"])
+    assert code == 0
+    (tmp_path / "host_key.pub").write_bytes(output)
+    listed = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(tmp_path / "host_key.pub")], capture_output=True, text=True, check=True
+    )
+    fingerprint = listed.stdout.split()[1]
+    result = box.deepbox("ide", "pycharm")
+    assert result.code == 0, result.err
+    assert f"accept it only if its fingerprint is {fingerprint}." in result.out
+
+
+def test_ide_in_a_folder_whose_box_belongs_to_another_project_writes_nothing(box, tmp_path):
+    from conftest import Project
+
+    other = Project(tmp_path / "other", box.name, box.home)
+    other.path.mkdir()
+    other.write_config(CONFIG)
+    sentence = (
+        f"Error: Box '{box.name}' belongs to {box.path}, not to {other.path}; run this command there, or set "
+        f'name = "..." in {other.path / "deepbox.toml"} to give this project its own box.'
+    )
+    for command in (("ide", "pycharm"), ("ide", "vscode", "--no-open"), ("ide", "gateway")):
+        result = other.deepbox(*command)
+        assert (result.code, result.err.strip(), result.out) == (1, sentence, ""), command
+    assert [path.name for path in other.path.iterdir()] == ["deepbox.toml"]

@@ -147,3 +147,39 @@ def test_engine_errors_are_sentences_with_the_fix(text, expected):
     assert "unix:///x.sock" in error.message
     assert "\n" not in error.message
     assert ("docker' group" in error.message) == (expected == "Permission denied")
+
+
+class OneBoxSite:
+    """A site whose engine holds one container (what describe looks up before anything else)."""
+
+    host = ""
+
+    def __init__(self, container):
+        self._container = container
+
+    def engine(self):
+        return SimpleNamespace(container=lambda name: self._container if name == self._container.name else None)
+
+
+def test_describe_refuses_a_box_that_belongs_to_another_project(spec):
+    labels = {box.LABEL_BOX: "proj", box.LABEL_PROJECT: "/p/a"}
+    other = dataclasses.replace(_container("proj", "running"), labels=labels)
+
+    with pytest.raises(box.DeepboxError) as caught:
+        box.describe(spec, OneBoxSite(other))
+
+    assert str(caught.value) == (
+        f"Box 'proj' belongs to /p/a, not to {spec.project}; run this command there, or set "
+        f'name = "..." in {spec.source} to give this project its own box.'
+    )
+
+
+def test_ssh_command_is_one_that_ssh_runs():
+    from .helpers import up_result
+
+    assert up_result(key="/home/alice/my keys/id").ssh_command() == (
+        "ssh -p 2222 -i '/home/alice/my keys/id' alice@127.0.0.1"
+    )
+    assert up_result(jump="alice@gpu:2200").ssh_command() == (
+        f"ssh -J alice@gpu:2200 -p 2222 -i {up_result().key} alice@127.0.0.1"
+    )

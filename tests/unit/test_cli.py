@@ -306,3 +306,11 @@ def test_dockerfile_from_frameworks_rejects_an_unknown_name(capsys):
 def test_dockerfile_options_without_frameworks_are_a_usage_error(capsys):
     assert main(["dockerfile", "--cuda", "12.4"]) == 2
     assert "--frameworks" in capsys.readouterr().err
+
+
+def test_up_names_a_plain_ssh_command_that_works(capsys):
+    from .helpers import up_result
+
+    cli._print_up(up_result(key="/keys/demo id"))
+    out = capsys.readouterr().out
+    assert "Box 'demo' is running: ssh deepbox-demo  (or ssh -p 2222 -i '/keys/demo id' alice@127.0.0.1; " in out

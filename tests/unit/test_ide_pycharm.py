@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from deepbox import ssh
 from deepbox.config import load_spec
 from deepbox.errors import ConfigError, DeepboxError
 from deepbox.ide import pycharm
@@ -801,9 +802,24 @@ def test_remaining_clicks_name_exactly_what_to_pick(spec):
     assert len(numbered) >= 4
     assert "Add Interpreter > On SSH" in text
     assert "Existing SSH configuration': deepbox-demo (alice@127.0.0.1:2345" in text
+    assert "deepbox has no pinned host key for deepbox-demo on this machine: run `deepbox up` first" in text
     assert "System Interpreter" in text
     assert "/opt/venv/bin/python" in text
     assert "-> /workspace" in text
     assert "Automatically upload project files" in text
     assert f"'{SDK}'" in text
     assert "--register-interpreter" in text
+
+
+def test_remaining_clicks_give_the_pinned_host_keys_fingerprint(spec):
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    ssh.pin_host_key("deepbox-demo", key)
+    text = pycharm.remaining_clicks(spec, up_result())
+    sentence = f"PyCharm asks you to accept the host key: accept it only if its fingerprint is {ssh.fingerprint(key)}."
+    assert sentence in text
+    assert pycharm.host_key_check(up_result()) == sentence
+
+
+def test_remaining_clicks_for_a_box_on_a_server_name_the_alias(spec):
+    text = pycharm.remaining_clicks(spec, up_result(ide_host="deepbox-demo", jump="alice@gpu"))
+    assert "Existing SSH configuration': deepbox-demo (alice@deepbox-demo:2222, key pair)" in text

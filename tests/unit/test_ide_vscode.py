@@ -6,6 +6,7 @@ DEEPBOX_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_ide_vscode.py and revie
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -132,20 +133,26 @@ def test_open_command_needs_code_on_path(monkeypatch):
     assert vscode.open_command(up_result()) is None
 
 
-def test_ssh_config_hint_names_the_alias_and_the_config(monkeypatch, home):
+def test_ssh_config_hint_names_the_file_that_holds_the_alias(monkeypatch, home):
     hint = vscode.ssh_config_hint(up_result())
-    # The tests run with a HOME of their own: Remote-SSH must be pointed at that config.
-    assert "deepbox-demo" in hint
-    assert f"remote.SSH.configFile to {paths.user_ssh_config()}" in hint
-    assert hint.count(".") >= 1 and hint.endswith(".")
+    # The tests run with a HOME of their own, not the account's: Remote-SSH reads the account's config.
+    account = Path(vscode.pwd.getpwuid(os.getuid()).pw_dir) / ".ssh" / "config"
+    assert hint == (
+        f"The host deepbox-demo is in {paths.owned_ssh_config()}, which {paths.user_ssh_config()} includes because "
+        f"HOME is {home}; VS Code's Remote-SSH reads {account}, so add the line "
+        f"`Include {paths.owned_ssh_config()}` to that file, or set remote.SSH.configFile to "
+        f"{paths.user_ssh_config()} in VS Code's user settings."
+    )
 
     class Account:
         pw_dir = str(home)
 
     monkeypatch.setattr(vscode.pwd, "getpwuid", lambda uid: Account())
-    hint = vscode.ssh_config_hint(up_result())
-    assert f"Include deepbox added at the top of {paths.user_ssh_config()}" in hint
-    assert str(paths.owned_ssh_config()) in hint, "the Include line to copy names deepbox's own file"
+    assert vscode.ssh_config_hint(up_result()) == (
+        f"VS Code's Remote-SSH finds the host deepbox-demo in {paths.owned_ssh_config()}, through the Include "
+        f"deepbox added at the top of {paths.user_ssh_config()}; if remote.SSH.configFile points VS Code at "
+        f"another file, add the line `Include {paths.owned_ssh_config()}` to that file."
+    )
 
 
 # The JSONC parser -----------------------------------------------------------------------------------

@@ -355,6 +355,33 @@ def test_pinned_entry_is_found_by_ssh_keygen(home):
     assert HOST_KEY_A.split()[1] in result.stdout
 
 
+@needs_ssh_keygen
+def test_fingerprint_is_the_one_ssh_keygen_shows(tmp_path):
+    key = tmp_path / "host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=20)
+    listed = subprocess.run(
+        ["ssh-keygen", "-l", "-E", "sha256", "-f", f"{key}.pub"], capture_output=True, text=True, check=True, timeout=20
+    )
+    expected = listed.stdout.split()[1]  # "256 SHA256:... comment (ED25519)"
+    assert expected.startswith("SHA256:")
+    assert ssh.fingerprint(Path(f"{key}.pub").read_text()) == expected
+
+
+def test_fingerprint_of_a_malformed_key():
+    with pytest.raises(DeepboxError) as caught:
+        ssh.fingerprint("ssh-ed25519 not-base64!")
+    assert str(caught.value) == "'ssh-ed25519 not-base64!' is not an OpenSSH public key."
+
+
+def test_pinned_host_key_reads_back_the_alias_entry(home):
+    assert ssh.pinned_host_key("deepbox-one") is None
+    ssh.pin_host_key("deepbox-one", HOST_KEY_A)
+    ssh.pin_host_key("deepbox-one-more", HOST_KEY_B)
+    assert ssh.pinned_host_key("deepbox-one") == HOST_KEY_A
+    assert ssh.pinned_host_key("deepbox-one-more") == HOST_KEY_B
+    assert ssh.pinned_host_key("deepbox-two") is None
+
+
 # atomic_write ---------------------------------------------------------------------------------------
 
 

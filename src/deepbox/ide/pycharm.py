@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from deepbox import ssh
 from deepbox.config import RunConfig, Spec, project_relative
 from deepbox.errors import DeepboxError
 from deepbox.fsutil import atomic_write
@@ -729,14 +730,26 @@ def register_interpreter(spec: Spec, result: UpResult, config_dir: Path | None =
 # Without registering: what to click ---------------------------------------------------------------
 
 
+def host_key_check(result: UpResult) -> str:
+    """What to compare when PyCharm shows the box's host key (it keeps its own known_hosts)."""
+    key = ssh.pinned_host_key(result.alias)
+    if key is None:
+        return (
+            f"deepbox has no pinned host key for {result.alias} on this machine: run `deepbox up` first, then this "
+            "command shows the fingerprint PyCharm's host key prompt must match."
+        )
+    return f"PyCharm asks you to accept the host key: accept it only if its fingerprint is {ssh.fingerprint(key)}."
+
+
 def remaining_clicks(spec: Spec, result: UpResult) -> str:
     """The few steps left in PyCharm when the interpreter is not registered by deepbox."""
+    result = _reachable(result)
     name = interpreter_name(result.box)
     steps: list[str] = [
         f"Open {spec.project} in PyCharm (Professional: SSH interpreters are not in the Community edition).",
         f"Settings > Project: {spec.project.name} > Python Interpreter > Add Interpreter > On SSH...",
         f"Pick 'Existing SSH configuration': {server_name(result)} ({result.user}@{result.host}:{result.port}, "
-        "key pair); Next. Accept the host key fingerprint if PyCharm asks.",
+        f"key pair); Next. {host_key_check(result)}",
         f"Pick 'System Interpreter' (the box's venv), Interpreter: {result.python}.",
         f"Sync folders: <Project root> -> {spec.workspace}; untick 'Automatically upload project files to the "
         "server' (the folder is mounted in the box); Create.",

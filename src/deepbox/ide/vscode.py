@@ -74,19 +74,20 @@ def open_url(result: UpResult) -> str:
 
 
 def ssh_config_hint(result: UpResult) -> str:
-    """One sentence: where Remote-SSH finds the alias, and what to do when it reads another file."""
+    """One sentence: which file holds the alias, how Remote-SSH reaches it, and what to do when it reads another."""
     config = paths.user_ssh_config()
+    owned = paths.owned_ssh_config()
     account_config = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".ssh" / "config"
     if config != account_config:
         return (
-            f"deepbox added the host {result.alias} to {config} because HOME is {Path.home()}, so VS Code's "
-            f"Remote-SSH, which reads {account_config}, finds it only after you set remote.SSH.configFile to "
-            f"{config} in VS Code's user settings."
+            f"The host {result.alias} is in {owned}, which {config} includes because HOME is {Path.home()}; "
+            f"VS Code's Remote-SSH reads {account_config}, so add the line `{include_line()}` to that file, "
+            f"or set remote.SSH.configFile to {config} in VS Code's user settings."
         )
     return (
-        f"VS Code's Remote-SSH finds the host {result.alias} through the Include deepbox added at the top of "
-        f"{config}; if remote.SSH.configFile points VS Code at another file, add the line `{include_line()}` "
-        "to that file."
+        f"VS Code's Remote-SSH finds the host {result.alias} in {owned}, through the Include deepbox added at the "
+        f"top of {config}; if remote.SSH.configFile points VS Code at another file, add the line "
+        f"`{include_line()}` to that file."
     )
 
 
