@@ -303,6 +303,16 @@ def test_cpu_packages_and_indexes():
     assert chosen["xgboost"].packages == ("xgboost-cpu==3.2.*",)
 
 
+@pytest.mark.parametrize("names", [("all-cpu",), ("numpy", "ALL-CPU")])
+def test_the_cpu_preset_is_refused_on_a_cuda_box(names):
+    with pytest.raises(ConfigError) as caught:
+        plan(names, device="cuda", cuda_major=12)
+    assert str(caught.value) == (
+        "Preset 'all-cpu' stands for CPU builds, and this is a cuda box; use \"all\" for the CUDA builds of the "
+        'same frameworks, or device = "cpu".'
+    )
+
+
 def test_cuda_packages_and_indexes():
     chosen = {item.name: item for item in plan(("all", "paddle", "chainer"), device="cuda", cuda_major=12).selected}
     assert chosen["pytorch"].index_urls == (), "without a vendor tag PyTorch comes from PyPI"

@@ -476,5 +476,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "jupyterlab",
     ),
 }
-# `all` is the same set: every framework that has a CUDA build gets it on a cuda box.
+# `all` is the same set, in the builds of the box's device: CUDA builds on a cuda box. `all-cpu` keeps
+# the promise of its name (Deepo's CPU tag): it is refused on a cuda box, where it would get CUDA builds.
 PRESETS["all"] = PRESETS["all-cpu"]
+CPU_PRESETS: dict[str, str] = {"all-cpu": "all"}  # CPU-only preset -> the one to use on a cuda box

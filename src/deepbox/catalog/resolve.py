@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from deepbox.catalog.entries import ENTRIES, PRESETS
+from deepbox.catalog.entries import CPU_PRESETS, ENTRIES, PRESETS
 from deepbox.catalog.model import TIERS, Framework, Plan, Release, Request, Selected, distribution, version_tuple
 from deepbox.errors import ConfigError
 
@@ -252,11 +252,14 @@ def plan(
     vendor index of frameworks that have one; without a tag they come from PyPI. Whether that set
     resolves, and to which CUDA, is for the lock to find out. With the base image's facts, packages
     its Python already has are used, not installed again."""
+    names = list(names)
     roots, pins = _requests(names)
     ordered = _order(roots)
     _check_conflicts(ordered)
     if device not in ("cpu", "cuda"):
         raise ConfigError(f'Unknown device \'{device}\'; use device = "cpu" or "cuda".')
+    if device == "cuda":
+        _check_cpu_presets(names)
     if device == "cpu":
         cuda_major = vendor_tag = None
     own_python = _own_python(base, facts)
@@ -310,6 +313,16 @@ def plan(
         ports=tuple(sorted({port for fw in ordered for port in fw.ports})),
         system_site_packages=any(fw.system_site_packages for fw in ordered) or any(i.provided for i in selected),
     )
+
+
+def _check_cpu_presets(names: Iterable[str]) -> None:
+    for text in names:
+        name = Request.parse(text).name.lower()
+        if name in CPU_PRESETS:
+            raise ConfigError(
+                f"Preset '{name}' stands for CPU builds, and this is a cuda box; use \"{CPU_PRESETS[name]}\" "
+                'for the CUDA builds of the same frameworks, or device = "cpu".'
+            )
 
 
 def _own_python(base: str, facts: BaseFacts | None) -> str | None:
