@@ -484,10 +484,23 @@ def jupyter(ctx: click.Context) -> None:
 @click.option("--cuda", default=None, metavar="X.Y", help="With --frameworks: CUDA builds for this CUDA version.")
 @click.option("--python", "python_version", default=None, metavar="X.Y", help="With --frameworks: the box's Python.")
 @click.option("--base", default=None, metavar="IMAGE", help="With --frameworks: the base image.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Write the whole build context (the Dockerfile and every file it copies) into DIR: new, empty, or "
+    "written by --output before.",
+)
 @project_option
 @click.pass_context
 def dockerfile(
-    ctx: click.Context, frameworks: str | None, cuda: str | None, python_version: str | None, base: str | None
+    ctx: click.Context,
+    frameworks: str | None,
+    cuda: str | None,
+    python_version: str | None,
+    base: str | None,
+    output: Path | None,
 ) -> None:
     """Print the Dockerfile deepbox generates for this project (or for --frameworks, like Deepo's generator)."""
     from deepbox import dockerfile as generator
@@ -495,11 +508,26 @@ def dockerfile(
     if frameworks is None:
         if cuda or python_version or base:
             raise click.UsageError("--cuda, --python and --base go with --frameworks.")
-        click.echo(_rendered(ctx)[1].dockerfile, nl=False)
+        context = _rendered(ctx)[1]
+    else:
+        names = [name.strip() for name in frameworks.split(",") if name.strip()]
+        context = generator.standalone(names, cuda=cuda, python=python_version, base=base)
+    if output is not None:
+        folder = output.resolve()
+        written = generator.write_context(context, folder)
+        _console(stderr=False).print(
+            f"Wrote the build context to {folder} (the Dockerfile and {len(written) - 1} files it copies); "
+            f"`docker build {folder}` builds it.",
+            soft_wrap=True,
+        )
         return
-    names = [name.strip() for name in frameworks.split(",") if name.strip()]
-    context = generator.standalone(names, cuda=cuda, python=python_version, base=base)
     click.echo(context.dockerfile, nl=False)
+    if context.files:  # on stderr: stdout stays the Dockerfile alone
+        _console().print(
+            f"The Dockerfile copies {len(context.files)} files that are not printed; "
+            "`deepbox dockerfile --output DIR` writes them beside it, a context `docker build DIR` builds.",
+            soft_wrap=True,
+        )
 
 
 @cli.command()

@@ -8,16 +8,18 @@ assets, CA certificates and local wheel folders; never a private key or authoriz
 from __future__ import annotations
 
 import shlex
+import shutil
+import tempfile
 import tomllib
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from deepbox import catalog
 from deepbox.baseimage import DEFAULT_PATH, BaseFacts
 from deepbox.catalog.model import normalize
 from deepbox.config import Spec
-from deepbox.errors import ConfigError
+from deepbox.errors import ConfigError, DeepboxError
 from deepbox.lock import Variant
 from deepbox.model import BuildContext
 from deepbox.resolver import ALL_TIERS, PYPI
@@ -511,3 +513,83 @@ def standalone(
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"Invalid option ({problems}).") from exc
     return render(resolve(config, Path.cwd(), None))
+
+
+# The build context as a folder ------------------------------------------------------------------
+
+CONTEXT_LIST = ".deepbox-context"  # in a written context: the files deepbox wrote there, one a line
+_CONTEXT_HEADER = (
+    "# Written by `deepbox dockerfile --output`: the files of this build context. The next --output\n"
+    "# replaces the folder; it refuses a folder that holds anything else.\n"
+)
+
+
+def context_files(context: BuildContext) -> dict[str, bytes]:
+    """Every file of the build context by its path in the folder: the Dockerfile and each file it COPYs."""
+    return {"Dockerfile": context.dockerfile.encode(), **context.files}
+
+
+def _check_replaceable(folder: Path) -> None:
+    """An existing folder may be replaced when it is empty or holds only a context written before."""
+    present = {path.relative_to(folder).as_posix() for path in folder.rglob("*")}
+    if not present:
+        return
+    listing = folder / CONTEXT_LIST
+    if not listing.is_file():
+        raise DeepboxError(
+            f"{folder} is not empty and is not a build context deepbox wrote; name a new or empty folder."
+        )
+    files = {line for line in listing.read_text().splitlines() if line and not line.startswith("#")}
+    owned = {CONTEXT_LIST, *files, *(parent.as_posix() for name in files for parent in PurePosixPath(name).parents)}
+    foreign = sorted(present - owned)
+    if foreign:
+        raise DeepboxError(
+            f"{folder} holds {foreign[0]}, which deepbox did not write there; move it away or name another folder."
+        )
+
+
+def write_context(context: BuildContext, folder: Path) -> list[str]:
+    """Write the complete build context into `folder` (`docker build folder` builds it) and return its
+    files. The folder must be new, empty or a context written before: nothing else is ever overwritten.
+    The new context is made beside it and renamed into place, so the folder is never half written."""
+    if folder.exists() and not folder.is_dir():
+        raise DeepboxError(f"{folder} is a file, not a folder; name a new or empty folder.")
+    if folder.is_dir():
+        _check_replaceable(folder)
+    files = context_files(context)
+    try:
+        _replace(folder, files)
+    except OSError as exc:
+        raise DeepboxError(
+            f"Cannot write the build context to {folder} ({exc.strerror}); it is unchanged: fix that and run the "
+            "command again."
+        ) from exc
+    return sorted(files)
+
+
+def _replace(folder: Path, files: dict[str, bytes]) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.new-"))
+    try:
+        for name, content in files.items():
+            path = staging / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+            path.chmod(0o755 if name.endswith(".sh") else 0o644)  # as the engine's tar has them
+        (staging / CONTEXT_LIST).write_text(_CONTEXT_HEADER + "".join(f"{name}\n" for name in sorted(files)))
+        staging.chmod(0o755)
+        if not folder.is_dir():
+            staging.replace(folder)
+            return
+        retired = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
+        folder.replace(retired / folder.name)
+        try:
+            staging.replace(folder)
+        except BaseException:
+            (retired / folder.name).replace(folder)  # the previous context comes back
+            retired.rmdir()
+            raise
+        shutil.rmtree(retired)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -137,7 +137,10 @@ def test_dockerfile_in_process(make_project, capsys):
     assert out.startswith(GENERATED + "my-project-2'")
     assert "\nFROM debian:bookworm-slim\n" in out
     assert out.rstrip().endswith("USER root")
-    assert err == ""
+    assert err == (
+        "The Dockerfile copies 4 files that are not printed; `deepbox dockerfile --output DIR` writes them beside "
+        "it, a context `docker build DIR` builds.\n"
+    )
 
 
 def test_dockerfile_subprocess_from_the_project_folder(make_project):
