@@ -6,9 +6,7 @@ Nothing here talks to Docker; everything downstream works from the frozen Spec.
 from __future__ import annotations
 
 import difflib
-import os
 import posixpath
-import pwd
 import re
 import tomllib
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
+from deepbox import hostos
 from deepbox.errors import ConfigError
 from deepbox.gpu import GpuRequest, parse_request
 
@@ -29,7 +28,7 @@ DEFAULT_BASE = "debian:bookworm-slim"
 DEFAULT_FRAMEWORKS = ("numpy", "scikit-learn")
 DEFAULT_WORKSPACE = "/workspace"
 ROOT_USER = ("root", 0, 0)
-NAMED_USER_FALLBACK = (1000, 1000)  # a [user] name set on a root host, without a uid
+NAMED_USER_FALLBACK = (1000, 1000)  # a [user] name set on a root host without a uid, or a Windows host
 
 _BOX_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 _USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -281,21 +280,25 @@ def host_user(project: Path) -> BoxUser:
 
     When deepbox runs as root, the box user takes the UID/GID of the project folder's owner; when
     root owns that too (a rented GPU machine used as root), the box user is root, so the box can
-    write the project and the mounts root made, and their files stay root's.
+    write the project and the mounts root made, and their files stay root's. Where the host has no
+    UIDs (Windows), the box user has the first UID a Linux distribution gives its users.
     """
-    uid, gid = os.getuid(), os.getgid()
+    ids = hostos.user_ids()
+    if ids is None:
+        return BoxUser(_box_user_name(hostos.account_name()), *NAMED_USER_FALLBACK)
+    uid, gid = ids
     if uid == 0:
         owner = project.stat()
         if owner.st_uid == 0:
             return BoxUser(*ROOT_USER)
         uid, gid = owner.st_uid, owner.st_gid
-    try:
-        name = pwd.getpwuid(uid).pw_name.lower()
-    except KeyError:
-        name = "dev"
-    if not _USER_NAME.match(name) or name == "root":
-        name = "dev"
-    return BoxUser(name, uid, gid)
+    return BoxUser(_box_user_name(hostos.account_name(uid)), uid, gid)
+
+
+def _box_user_name(account: str | None) -> str:
+    """The host account's name when it is a valid Linux user name other than root, else "dev"."""
+    name = (account or "").lower()
+    return name if _USER_NAME.match(name) and name != "root" else "dev"
 
 
 def find_config_file(project: Path) -> Path | None:

@@ -139,10 +139,7 @@ def test_ssh_config_hint_names_the_alias_and_the_config(monkeypatch, home):
     assert f"remote.SSH.configFile to {paths.user_ssh_config()}" in hint
     assert hint.count(".") >= 1 and hint.endswith(".")
 
-    class Account:
-        pw_dir = str(home)
-
-    monkeypatch.setattr(vscode.pwd, "getpwuid", lambda uid: Account())
+    monkeypatch.setattr(vscode.hostos, "account_home", lambda: home)
     hint = vscode.ssh_config_hint(up_result())
     assert f"Include deepbox added at the top of {paths.user_ssh_config()}" in hint
     assert str(paths.owned_ssh_config()) in hint, "the Include line to copy names deepbox's own file"

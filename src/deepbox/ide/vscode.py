@@ -17,8 +17,6 @@ before anything is written.
 from __future__ import annotations
 
 import json
-import os
-import pwd
 import re
 import shlex
 import shutil
@@ -30,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from deepbox import paths
+from deepbox import hostos, paths
 from deepbox.config import RunConfig, Spec, project_relative
 from deepbox.errors import ConfigError, DeepboxError
 from deepbox.fsutil import atomic_write
@@ -76,7 +74,7 @@ def open_url(result: UpResult) -> str:
 def ssh_config_hint(result: UpResult) -> str:
     """One sentence: where Remote-SSH finds the alias, and what to do when it reads another file."""
     config = paths.user_ssh_config()
-    account_config = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".ssh" / "config"
+    account_config = hostos.account_home() / ".ssh" / "config"
     if config != account_config:
         return (
             f"deepbox added the host {result.alias} to {config} because HOME is {Path.home()}, so VS Code's "
