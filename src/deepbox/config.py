@@ -255,9 +255,12 @@ class BoxConfig(_Section):
     def _valid_env(cls, value: dict[str, str]) -> dict[str, str]:
         for name, val in value.items():
             if not _ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid environment variable name")
+                raise ValueError(
+                    f"has {name!r}, which is not an environment variable name (letters, digits and _, "
+                    "not starting with a digit)"
+                )
             if '"' in val or "\n" in val:
-                raise ValueError(f"the value of {name} must not contain double quotes or newlines")
+                raise ValueError(f"has double quotes or a newline in the value of {name}; remove them")
         return value
 
 
