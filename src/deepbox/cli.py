@@ -537,6 +537,19 @@ def catalog(as_json: bool) -> None:
 
 
 @cli.command()
+def schema() -> None:
+    """Print the JSON Schema of deepbox.toml, for editors.
+
+    Save it next to the file (`deepbox schema > deepbox.schema.json`) and make `#:schema ./deepbox.schema.json`
+    the first line of deepbox.toml: editors that read TOML through Taplo (Even Better TOML in VS Code, the
+    taplo language server elsewhere) then complete and check every key.
+    """
+    from deepbox.config import json_schema
+
+    _emit_json(json_schema())
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @project_option
 @click.pass_context

@@ -60,7 +60,12 @@ def _pattern(name: str) -> dict[str, Any]:
 
 class _Section(BaseModel):
     # strict: TOML has types, so "2222" for a port or "yes" for a flag is a mistake to point at, not to guess.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        field_title_generator=lambda name, _: name,  # the key, in the schema
+    )
 
     @field_validator("*", mode="after")
     @classmethod
@@ -691,6 +696,16 @@ def resolve(
         remote_path=remote_path,
         server_home=server.home if server else "",
     )
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of deepbox.toml (`deepbox schema`), for editors that check TOML against one."""
+    schema = BoxConfig.model_json_schema()
+    schema.update(
+        title="deepbox.toml",
+        description="The box of a project: deepbox.toml, or [tool.deepbox] in pyproject.toml.",
+    )
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 def config_template(box_name: str) -> str:

@@ -43,7 +43,7 @@ def test_the_cli_runs_without_the_posix_only_modules(tmp_path):
     done = run_without_posix(
         """
         from deepbox.cli import main
-        for args in (["--help"], ["dockerfile", "--frameworks", "numpy"], ["catalog"]):
+        for args in (["--help"], ["dockerfile", "--frameworks", "numpy"], ["catalog"], ["schema"]):
             code = main(args)
             print(f"\\n=== {args[0]} exited {code}")
         """,
@@ -51,7 +51,7 @@ def test_the_cli_runs_without_the_posix_only_modules(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
-    for command in ("--help", "dockerfile", "catalog"):
+    for command in ("--help", "dockerfile", "catalog", "schema"):
         assert f"=== {command} exited 0" in done.stdout, done.stdout + done.stderr
     assert "Usage: deepbox" in done.stdout
     assert "FROM debian:bookworm-slim" in done.stdout
