@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import UnionType
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -434,17 +434,13 @@ Loc = tuple[int | str, ...]
 
 # What a setting that takes several kinds of value takes, said once (pydantic reports each kind).
 _FORMS = {"gpus": '"auto", "all", "none", a number of GPUs, or a list of GPU indexes or UUIDs such as [0, 2]'}
+_QUOTED = '"..."'  # a value to fill in, in a fix
 _KINDS = {
     "string_type": "text in quotes",
     "int_type": "a whole number",
     "list_type": "a list",
     "bool_type": "true or false, without quotes",
 }
-
-
-def _inner(annotation: Any) -> Any:
-    """The type under Annotated[...] (StrictStr and the like)."""
-    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
 
 
 def _walk(loc: Loc) -> tuple[Loc, bool, Any]:
@@ -455,7 +451,6 @@ def _walk(loc: Loc) -> tuple[Loc, bool, Any]:
     annotation: Any = BoxConfig
     no_member = False
     for part in loc:
-        annotation = _inner(annotation)
         origin = get_origin(annotation)
         if origin in (Union, UnionType):
             # The member pydantic tried, by its name's start: 'list[...]', 'str', 'int'.
@@ -486,15 +481,6 @@ def _key(path: Path, loc: Loc) -> str:
     return text
 
 
-def _toml(value: Any) -> str:
-    """A value as TOML writes it (the fixes show the line to write)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    return str(value)
-
-
 def _line(loc: Loc, value: str) -> str:
     """`key = value` for a key (the last part of loc), just the value for an item of a list."""
     name = loc[-1] if loc else ""
@@ -506,8 +492,12 @@ def _line(loc: Loc, value: str) -> str:
 def _problem(path: Path, loc: Loc, error: Any) -> str:
     """What is wrong with one value, and the fix: "'ssh.port' must be a whole number; write ..."."""
     kind, value, where = error["type"], error["input"], f"'{_key(path, loc)}'"
-    if kind == "string_type" and isinstance(value, bool | int | float):
-        return f"{where} must be text; quote it: {_line(loc, json.dumps(_toml(value)))}"
+    if kind == "string_type" and isinstance(value, bool | int):
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return f"{where} must be text; quote it: {_line(loc, json.dumps(text))}"
+    if kind == "string_type" and isinstance(value, float):
+        # Not the number back: TOML reads 3.10 as 3.1, and "3.1" is another Python.
+        return f"{where} must be text; put the value in quotes, as written: {_line(loc, _QUOTED)}"
     if kind == "int_type" and isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return f"{where} must be a whole number; write it without quotes: {_line(loc, value.strip())}"
     if kind == "int_type" and isinstance(value, float) and value.is_integer():
@@ -520,7 +510,7 @@ def _problem(path: Path, loc: Loc, error: Any) -> str:
         return f"{where} must be a table; put its keys on the lines after [{_key(path, loc)}]"
     if kind == "missing":
         table = _key(path, loc[:-1])
-        placeholder = '"..."' if _inner(_walk(loc)[2]) is str else "..."
+        placeholder = _QUOTED if _walk(loc)[2] is str else "..."
         return f"{where} is missing; add {_line(loc, placeholder)}" + (f" under [{table}]" if table else "")
     if kind == "literal_error":
         return f"{where} must be " + str(error["ctx"]["expected"]).replace("'", '"')

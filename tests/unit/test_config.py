@@ -246,7 +246,8 @@ def test_bad_values_name_the_key_path(make_project, toml, key_path):
     [
         ("[env]\nSEED = 0\n", """'env.SEED' must be text; quote it: SEED = "0"."""),
         ('[env]\n"MY VAR" = 1\n', """'env."MY VAR"' must be text; quote it: "MY VAR" = "1"."""),
-        ("python = 3.11\n", """'python' must be text; quote it: python = "3.11"."""),
+        ("python = 3.10\n", """'python' must be text; put the value in quotes, as written: python = "..."."""),
+        ("[env]\nDEBUG = true\n", """'env.DEBUG' must be text; quote it: DEBUG = "true"."""),
         ("frameworks = [1]\n", """'frameworks[0]' must be text; quote it: "1"."""),
         ('frameworks = "pytorch"\n', """'frameworks' must be a list; write frameworks = ["pytorch"]."""),
         ('[ssh]\nport = "2222"\n', "'ssh.port' must be a whole number; write it without quotes: port = 2222."),
