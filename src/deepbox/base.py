@@ -8,7 +8,6 @@ box's `apt-get install` finds every package and its security fixes.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepbox import hostos
 from deepbox.engine import Engine
 from deepbox.errors import DeepboxError
 
@@ -84,7 +84,7 @@ def bootstrap(
     dist = distribution(suite)
     if shutil.which("debootstrap") is None:
         raise DeepboxError("debootstrap is not installed: run `sudo apt-get install debootstrap` and try again.")
-    if os.geteuid() != 0:
+    if not hostos.is_root():
         raise DeepboxError(
             "debootstrap needs root: run `sudo deepbox base bootstrap` (the image is then on the engine for everyone)."
         )

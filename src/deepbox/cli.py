@@ -29,9 +29,11 @@ if TYPE_CHECKING:
 
 
 def _console(stderr: bool = True) -> Console:
+    """A console that prints text as it is: paths, keys such as [user] uid and extras such as jax[cuda12]
+    would be taken for markup; the few colours pass markup=True with the data in them escaped."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, markup=False)
 
 
 class ConsoleReporter:
@@ -41,13 +43,13 @@ class ConsoleReporter:
         self.console = _console()
 
     def step(self, message: str) -> None:
-        self.console.print(f"[bold cyan]>[/] {message}")
+        self.console.print(f"[bold cyan]>[/] {_escape(message)}", markup=True)
 
     def build_line(self, line: str) -> None:
         if line.startswith("Step "):
-            self.console.print(f"  [bold]{line}[/]", markup=True, soft_wrap=True)
+            self.console.print(f"  [bold]{_escape(line)}[/]", markup=True, soft_wrap=True)
         else:
-            self.console.print(f"  [dim]{_escape(line)}[/]", soft_wrap=True)
+            self.console.print(f"  [dim]{_escape(line)}[/]", markup=True, soft_wrap=True)
 
 
 def _escape(text: str) -> str:
@@ -275,8 +277,9 @@ def _print_up(result: UpResult) -> None:
         table.add_row(check.name, check.version + (" (base image)" if check.from_base else ""), gpu)
     console.print(table)
     console.print(
-        f"[green]Box '{result.box}' is {result.action}[/]: ssh {result.alias}  "
-        f"(or {_escape(result.ssh_command())}; project in {result.workspace})",
+        f"[green]Box '{result.box}' is {result.action}[/]: "
+        + _escape(f"ssh {result.alias}  (or {result.ssh_command()}; project in {result.workspace})"),
+        markup=True,
         soft_wrap=True,
     )
     if result.jupyter_url:
@@ -376,7 +379,9 @@ def status(ctx: click.Context, as_json: bool, all_hosts: bool) -> None:
             try:
                 rows += box.status(site)
             except DeepboxError as exc:  # one unreachable server must not hide the others
-                _console().print(f"[yellow]Skipped {host or 'the local engine'}:[/] {_escape(exc.message)}")
+                _console().print(
+                    f"[yellow]Skipped {_escape(host or 'the local engine')}:[/] {_escape(exc.message)}", markup=True
+                )
     if as_json:
         _emit_json([row.as_dict() for row in rows])
         return
@@ -541,6 +546,7 @@ def catalog(as_json: bool) -> None:
         _emit_json({"frameworks": rows, "presets": frameworks.presets()})
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table()
     for column in ("name", "version", "cuda", "status", "description"):
@@ -549,7 +555,7 @@ def catalog(as_json: bool) -> None:
         if row["status"] == "ok":
             state = "ok"
         else:
-            state = f"[red]refused[/]: use {row['replacement']}" if row["replacement"] else "[red]refused[/]"
+            state = Text.assemble(("refused", "red"), f": use {row['replacement']}" if row["replacement"] else "")
         table.add_row(
             str(row["name"]), str(row["version"]), "yes" if row["cuda"] else "-", state, str(row["description"])
         )
@@ -557,6 +563,19 @@ def catalog(as_json: bool) -> None:
     console.print(table)
     presets = ", ".join(f"{name} ({len(members)})" for name, members in frameworks.presets().items())
     console.print(f"Presets: {presets}. `deepbox catalog --json` lists their members.")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of deepbox.toml, for editors.
+
+    Save it next to the file (`deepbox schema > deepbox.schema.json`) and make `#:schema ./deepbox.schema.json`
+    the first line of deepbox.toml: editors that read TOML through Taplo (Even Better TOML in VS Code, the
+    taplo language server elsewhere) then complete and check every key.
+    """
+    from deepbox.config import json_schema
+
+    _emit_json(json_schema())
 
 
 @cli.command()
@@ -581,6 +600,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
             console.print(
                 f"[{colours[finding.level]}]{finding.level:>7}[/]  {finding.check}: {_escape(finding.message)}",
                 soft_wrap=True,
+                markup=True,
             )
     if any(finding.level == "error" for finding in findings):
         ctx.exit(1)
@@ -603,7 +623,7 @@ def sync(ctx: click.Context, dry_run: bool, delete: bool, watch: bool) -> None:
         verb = "Would copy" if dry_run else "Copied"
         console.print(f"{verb} {len(changes)} change(s) to {spec.host}:{spec.remote_path}")
         for line in changes:
-            console.print(f"  {_escape(line)}", soft_wrap=True)
+            console.print(f"  {line}", soft_wrap=True)
 
     if watch:
         if dry_run:
@@ -779,13 +799,13 @@ def _run(argv: list[str] | None) -> int:
         # ctx.exit(N) (e.g. doctor's findings) comes back as the return value, not as an exception.
         returned = cli.main(args=args, prog_name="deepbox", standalone_mode=False)
     except click.exceptions.Abort:
-        _console().print("[red]Interrupted.[/]")
+        _console().print("Interrupted.", style="red")
         return 130
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
     except KeyboardInterrupt:
-        _console().print("[red]Interrupted; nothing was left half-done.[/]")
+        _console().print("Interrupted; nothing was left half-done.", style="red")
         return 130
     except Exception as exc:
         from deepbox.errors import DeepboxError
@@ -794,14 +814,15 @@ def _run(argv: list[str] | None) -> int:
             raise
         console = _console()
         if isinstance(exc, DeepboxError):
-            console.print(f"[red]Error:[/] {_escape(exc.message)}", soft_wrap=True)
+            console.print(f"[red]Error:[/] {_escape(exc.message)}", soft_wrap=True, markup=True)
             if exc.detail:
-                console.print(_escape(exc.detail.rstrip()), soft_wrap=True, style="dim")
+                console.print(exc.detail.rstrip(), soft_wrap=True, style="dim")
             return int(exc.exit_code)
         console.print(
             f"[red]Unexpected error:[/] {_escape(f'{type(exc).__name__}: {exc}')}. "
             "Run again with --debug for the traceback and report it.",
             soft_wrap=True,
+            markup=True,
         )
         return 1
     return returned if isinstance(returned, int) else 0

@@ -6,18 +6,19 @@ Nothing here talks to Docker; everything downstream works from the frozen Spec.
 from __future__ import annotations
 
 import difflib
-import os
+import json
 import posixpath
-import pwd
 import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from types import UnionType
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from deepbox import hostos
 from deepbox.errors import ConfigError
 from deepbox.gpu import GpuRequest, parse_request
 
@@ -29,18 +30,42 @@ DEFAULT_BASE = "debian:bookworm-slim"
 DEFAULT_FRAMEWORKS = ("numpy", "scikit-learn")
 DEFAULT_WORKSPACE = "/workspace"
 ROOT_USER = ("root", 0, 0)
-NAMED_USER_FALLBACK = (1000, 1000)  # a [user] name set on a root host, without a uid
+NAMED_USER_FALLBACK = (1000, 1000)  # a [user] name set on a root host without a uid, or a Windows host
 
 _BOX_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 _USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_SIZE = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
+# Docker's spelling of a size (`docker run --shm-size`): a number of bytes, or with k, m or g, and a
+# b or ib after the unit ("2GB", "2gb", "2g", "2GiB" are all 2 GiB, as Docker reads them).
+_SIZE = re.compile(r"^([0-9]+) ?(?:([kmgKMG])(?:[iI]?[bB])?|[bB])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VERSION = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")
 _CUDA = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+# The patterns are plain enough to be JSON Schema's too (`deepbox schema`), so editors check them.
+_PATTERNS = {
+    "name": _BOX_NAME.pattern,
+    "user_name": _USER_NAME.pattern,
+    "shm_size": _SIZE.pattern,
+    "python": f"^$|{_VERSION.pattern}",
+    "cuda": f"^auto$|{_CUDA.pattern}",
+    "host": "^$|^(ssh|unix|tcp)://",
+    "workspace": "^/.",
+}
+
+
+def _pattern(name: str) -> dict[str, Any]:
+    return {"json_schema_extra": {"pattern": _PATTERNS[name]}}
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has types, so "2222" for a port or "yes" for a flag is a mistake to point at, not to guess.
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        field_title_generator=lambda name, _: name,  # the key, in the schema
+    )
 
     @field_validator("*", mode="after")
     @classmethod
@@ -54,15 +79,21 @@ class _Section(BaseModel):
 
 
 class SshSettings(_Section):
-    port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
-    bind: str = "127.0.0.1"
-    key: str | None = None  # path to the user's own private key; default: a per-box key
+    """[ssh]: how the IDE and `ssh deepbox-NAME` reach the box."""
+
+    port: int = Field(default=0, ge=0, le=65535, description="The host port of the box's SSH; 0 picks a free one.")
+    bind: str = Field(
+        default="127.0.0.1", description='Where the SSH port listens; "0.0.0.0" publishes it to the network.'
+    )
+    key: str | None = Field(default=None, description="Your own private key; by default deepbox makes one per box.")
 
 
 class UserSettings(_Section):
-    name: str | None = None
-    uid: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    gid: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    """[user]: the box user; by default your own name, UID and GID."""
+
+    name: str | None = Field(default=None, description="The box user's name (not root).", **_pattern("user_name"))
+    uid: int | None = Field(default=None, ge=1, le=2**31 - 1, description="The box user's UID.")
+    gid: int | None = Field(default=None, ge=0, le=2**31 - 1, description="The box user's GID.")
 
     @field_validator("name")
     @classmethod
@@ -76,51 +107,99 @@ class UserSettings(_Section):
 
 
 class BuildSettings(_Section):
-    ca_certificates: list[str] = []
-    index_url: str | None = None
-    extra_index_urls: list[str] = []
-    find_links: list[str] = []
-    network: str | None = None
+    """[build]: where the image build gets its packages and whom it trusts."""
+
+    ca_certificates: list[str] = Field(
+        default=[], description="Extra CA files to trust in the build and the box (TLS-intercepting proxies)."
+    )
+    index_url: str | None = Field(default=None, description="The package index instead of PyPI.")
+    extra_index_urls: list[str] = Field(default=[], description="More package indexes.")
+    find_links: list[str] = Field(
+        default=[], description="URLs or local wheel folders (local folders are copied into the image)."
+    )
+    network: str | None = Field(default=None, description='The Docker network used while building, e.g. "host".')
 
 
 class RunSettings(_Section):
     """A run/debug configuration for the IDEs: `[run.train] script = "train.py"`."""
 
-    script: str
-    args: str = ""
-    env: dict[str, str] = {}
-    workdir: str = "."  # relative to the project folder
+    script: str = Field(description="The script to run, relative to the project folder.")
+    args: str = Field(default="", description="Its arguments, as a shell would split them.")
+    env: dict[str, str] = Field(default={}, description="Environment variables for this run.")
+    workdir: str = Field(default=".", description="The working folder, relative to the project folder.")
 
 
 class BoxConfig(_Section):
-    name: str | None = None
-    base: str = DEFAULT_BASE
-    frameworks: list[str] = list(DEFAULT_FRAMEWORKS)
-    pip: list[str] = []
-    apt: list[str] = []
-    workspace: str = DEFAULT_WORKSPACE
-    mounts: list[str] = []
-    shm_size: str = "2g"
-    env: dict[str, str] = {}
+    """deepbox.toml (or [tool.deepbox] in pyproject.toml): the project's box."""
+
+    name: str | None = Field(
+        default=None,
+        description="The box name: the container is deepbox-NAME, the SSH alias too. Default: the folder's name.",
+        **_pattern("name"),
+    )
+    base: str = Field(default=DEFAULT_BASE, description="The base image: any Debian or Ubuntu based image.")
+    frameworks: list[str] = Field(
+        default=list(DEFAULT_FRAMEWORKS),
+        description='Frameworks from the catalog (`deepbox catalog`), pinned like "pytorch==2.5.*", or presets.',
+    )
+    pip: list[str] = Field(default=[], description="The project's own Python packages, installed last.")
+    apt: list[str] = Field(default=[], description="Debian/Ubuntu packages for the box.")
+    workspace: str = Field(
+        default=DEFAULT_WORKSPACE,
+        description="Where the project folder is mounted in the box.",
+        **_pattern("workspace"),
+    )
+    mounts: list[str] = Field(
+        default=[], description='Extra folders, "HOST:BOX" or "HOST:BOX:ro", for example "~/data:/data".'
+    )
+    shm_size: str = Field(
+        default="2g",
+        description='Shared memory for the box, in Docker\'s spelling: "2g", "2GB", "512m".',
+        **_pattern("shm_size"),
+    )
+    env: dict[str, str] = Field(
+        default={},
+        description="Environment variables in the box, for SSH sessions too.",
+        json_schema_extra={"propertyNames": {"pattern": _ENV_NAME.pattern}},
+    )
     ssh: SshSettings = SshSettings()
     user: UserSettings = UserSettings()
     build: BuildSettings = BuildSettings()
-    ide: list[Literal["pycharm", "vscode"]] = []  # IDE files written on every `up`
-    run: dict[str, RunSettings] = {}
-    jupyter: bool = False
+    ide: list[Literal["pycharm", "vscode"]] = Field(default=[], description="IDE files written on every `up`.")
+    run: dict[str, RunSettings] = Field(default={}, description="Run/debug configurations for the IDEs, by name.")
+    jupyter: bool = Field(default=False, description="Run JupyterLab in the box (published on 127.0.0.1 only).")
     # The framework catalog's settings (see `deepbox catalog`).
-    device: Literal["cpu", "cuda"] = "cpu"
-    cuda: str = "auto"  # device = "cuda" only: "auto" (from the host's driver), a major ("12") or "12.8"
-    python: str = ""  # the box's Python; "" means the base image's own
-    requirements: str = "auto"  # "auto" (requirements.txt or pyproject dependencies), a path, or "off"
-    framework_indexes: bool = True  # false: no vendor indexes (PyTorch's CPU index...), only [build]'s
-    # "auto" (all GPUs on a cuda box, none otherwise) | "all" | "none" | a count | ids like ["0", "2"]
-    gpus: StrictStr | StrictInt | list[StrictStr] = "auto"
-    # The engine: a server's, reached with your ssh client ("ssh://user@server[:port]"), or a local
-    # socket ("unix:///run/user/1000/podman/podman.sock"); "" leaves it to DOCKER_HOST and contexts.
-    host: str = ""
-    context: str = ""  # a Docker context (`docker context ls`) whose engine to use
-    remote_path: str = "~/deepbox/{box}"  # the project's folder on the server (`deepbox sync` fills it)
+    device: Literal["cpu", "cuda"] = Field(default="cpu", description='"cuda": each framework\'s CUDA build.')
+    cuda: str = Field(
+        default="auto",
+        description='device = "cuda" only: "auto" (from the host\'s driver), a major ("12") or a version ("12.8").',
+        **_pattern("cuda"),
+    )
+    python: str = Field(
+        default="", description='The box\'s Python, e.g. "3.12"; "" is the base image\'s own.', **_pattern("python")
+    )
+    requirements: str = Field(
+        default="auto",
+        description='"auto" (requirements.txt or pyproject.toml dependencies), a path, or "off".',
+    )
+    framework_indexes: bool = Field(
+        default=True, description="false: no vendor indexes (PyTorch's...), only the [build] sources."
+    )
+    gpus: str | int | list[str | int] = Field(
+        default="auto",
+        description='"auto" (all GPUs on a cuda box), "all", "none", a number of GPUs, or GPU indexes or UUIDs '
+        "such as [0, 2].",
+    )
+    host: str = Field(
+        default="",
+        description='The engine: a server\'s ("ssh://user@server[:port]", reached with your ssh client), a '
+        '"unix://" socket or a "tcp://" address; "" leaves it to DOCKER_HOST and the Docker contexts.',
+        **_pattern("host"),
+    )
+    context: str = Field(default="", description="A Docker context (`docker context ls`) whose engine to use.")
+    remote_path: str = Field(
+        default="~/deepbox/{box}", description="The project's folder on the server (`deepbox sync` fills it)."
+    )
 
     @field_validator("python")
     @classmethod
@@ -153,9 +232,21 @@ class BoxConfig(_Section):
     @field_validator("shm_size")
     @classmethod
     def _valid_size(cls, value: str) -> str:
-        if not _SIZE.match(value):
-            raise ValueError("must be a size such as '2g' or '512m'")
-        return value.lower()
+        match = _SIZE.match(value)
+        if not match:
+            raise ValueError('must be a size such as "2g", "2GB" or "512m"')
+        # One spelling per size ("2GB" and "2g" are the same box); the Docker SDK reads it.
+        return match[1] + (match[2] or "").lower()
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpu_ids_as_text(cls, value: str | int | list[str | int]) -> str | int | list[str]:
+        # Users write GPU indexes as numbers ([0, 2]); Docker takes device ids as text.
+        if not isinstance(value, list):
+            return value
+        if any(isinstance(item, int) and item < 0 for item in value):
+            raise ValueError("must list GPU indexes of 0 or more, as nvidia-smi numbers the GPUs")
+        return [str(item) for item in value]
 
     @field_validator("workspace")
     @classmethod
@@ -169,9 +260,12 @@ class BoxConfig(_Section):
     def _valid_env(cls, value: dict[str, str]) -> dict[str, str]:
         for name, val in value.items():
             if not _ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid environment variable name")
+                raise ValueError(
+                    f"has {name!r}, which is not an environment variable name (letters, digits and _, "
+                    "not starting with a digit)"
+                )
             if '"' in val or "\n" in val:
-                raise ValueError(f"the value of {name} must not contain double quotes or newlines")
+                raise ValueError(f"has double quotes or a newline in the value of {name}; remove them")
         return value
 
 
@@ -281,21 +375,25 @@ def host_user(project: Path) -> BoxUser:
 
     When deepbox runs as root, the box user takes the UID/GID of the project folder's owner; when
     root owns that too (a rented GPU machine used as root), the box user is root, so the box can
-    write the project and the mounts root made, and their files stay root's.
+    write the project and the mounts root made, and their files stay root's. Where the host has no
+    UIDs (Windows), the box user has the first UID a Linux distribution gives its users.
     """
-    uid, gid = os.getuid(), os.getgid()
+    ids = hostos.user_ids()
+    if ids is None:
+        return BoxUser(_box_user_name(hostos.account_name()), *NAMED_USER_FALLBACK)
+    uid, gid = ids
     if uid == 0:
         owner = project.stat()
         if owner.st_uid == 0:
             return BoxUser(*ROOT_USER)
         uid, gid = owner.st_uid, owner.st_gid
-    try:
-        name = pwd.getpwuid(uid).pw_name.lower()
-    except KeyError:
-        name = "dev"
-    if not _USER_NAME.match(name) or name == "root":
-        name = "dev"
-    return BoxUser(name, uid, gid)
+    return BoxUser(_box_user_name(hostos.account_name(uid)), uid, gid)
+
+
+def _box_user_name(account: str | None) -> str:
+    """The host account's name when it is a valid Linux user name other than root, else "dev"."""
+    name = (account or "").lower()
+    return name if _USER_NAME.match(name) and name != "root" else "dev"
 
 
 def find_config_file(project: Path) -> Path | None:
@@ -330,36 +428,130 @@ def _raw_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def _key_path(path: Path, loc: tuple[int | str, ...]) -> str:
-    prefix = "tool.deepbox." if path.name == "pyproject.toml" else ""
-    return prefix + ".".join(str(part) for part in loc)
+# Config errors: pydantic's findings -> one sentence each, naming the key as the user wrote it -------
+
+Loc = tuple[int | str, ...]
+
+# What a setting that takes several kinds of value takes, said once (pydantic reports each kind).
+_FORMS = {"gpus": '"auto", "all", "none", a number of GPUs, or a list of GPU indexes or UUIDs such as [0, 2]'}
+_QUOTED = '"..."'  # a value to fill in, in a fix
+_KINDS = {
+    "string_type": "text in quotes",
+    "int_type": "a whole number",
+    "list_type": "a list",
+    "bool_type": "true or false, without quotes",
+}
 
 
-def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
-    """The valid key names of the table that holds the key at loc."""
-    model: type[BaseModel] = BoxConfig
-    for part in loc[:-1]:
-        annotation = model.model_fields.get(str(part))
-        sub = annotation.annotation if annotation else None
-        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
-            return []
-        model = sub
-    return list(model.model_fields)
+def _walk(loc: Loc) -> tuple[Loc, bool, Any]:
+    """The key path as the user wrote it, without the names pydantic gives the members of a union
+    ('gpus.str', 'gpus.list[union[str,int]]'); whether the value there matched none of them; and the
+    type at the path's end."""
+    visible: list[int | str] = []
+    annotation: Any = BoxConfig
+    no_member = False
+    for part in loc:
+        origin = get_origin(annotation)
+        if origin in (Union, UnionType):
+            # The member pydantic tried, by its name's start: 'list[...]', 'str', 'int'.
+            wanted = {"list": list, "dict": dict}.get(str(part).split("[")[0])
+            annotation = next((arg for arg in get_args(annotation) if get_origin(arg) is wanted), None)
+            no_member = True
+            continue
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            annotation = field.annotation if field else None
+        elif origin in (list, dict):
+            annotation = get_args(annotation)[-1]
+        else:
+            break  # a value's own type: what follows names pydantic's validators, not keys
+        visible.append(part)
+        no_member = False
+    return tuple(visible), no_member, annotation
+
+
+def _key(path: Path, loc: Loc) -> str:
+    """'ssh.port', 'env."MY VAR"', 'frameworks[0]'; under tool.deepbox. in pyproject.toml."""
+    text = "tool.deepbox" if path.name == "pyproject.toml" else ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + (part if _BARE_KEY.match(part) else json.dumps(part))
+    return text
+
+
+def _line(loc: Loc, value: str) -> str:
+    """`key = value` for a key (the last part of loc), just the value for an item of a list."""
+    name = loc[-1] if loc else ""
+    if isinstance(name, int):
+        return value
+    return f"{name if _BARE_KEY.match(name) else json.dumps(name)} = {value}"
+
+
+def _problem(path: Path, loc: Loc, error: Any) -> str:
+    """What is wrong with one value, and the fix: "'ssh.port' must be a whole number; write ..."."""
+    kind, value, where = error["type"], error["input"], f"'{_key(path, loc)}'"
+    if kind == "string_type" and isinstance(value, bool | int):
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return f"{where} must be text; quote it: {_line(loc, json.dumps(text))}"
+    if kind == "string_type" and isinstance(value, float):
+        # Not the number back: TOML reads 3.10 as 3.1, and "3.1" is another Python.
+        return f"{where} must be text; put the value in quotes, as written: {_line(loc, _QUOTED)}"
+    if kind == "int_type" and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return f"{where} must be a whole number; write it without quotes: {_line(loc, value.strip())}"
+    if kind == "int_type" and isinstance(value, float) and value.is_integer():
+        return f"{where} must be a whole number; write it without the decimal point: {_line(loc, str(int(value)))}"
+    if kind == "bool_type" and isinstance(value, str) and value.lower() in ("true", "false"):
+        return f"{where} must be true or false; write it without quotes: {_line(loc, value.lower())}"
+    if kind == "list_type" and isinstance(value, str):
+        return f"{where} must be a list; write {_line(loc, '[' + json.dumps(value) + ']')}"
+    if kind in ("dict_type", "model_type"):
+        return f"{where} must be a table; put its keys on the lines after [{_key(path, loc)}]"
+    if kind == "missing":
+        table = _key(path, loc[:-1])
+        placeholder = _QUOTED if _walk(loc)[2] is str else "..."
+        return f"{where} is missing; add {_line(loc, placeholder)}" + (f" under [{table}]" if table else "")
+    if kind == "literal_error":
+        return f"{where} must be " + str(error["ctx"]["expected"]).replace("'", '"')
+    if kind in _KINDS:
+        return f"{where} must be {_KINDS[kind]}"
+    limits = {"greater_than_equal": "{ge} or more", "less_than_equal": "{le} or less"}
+    if kind in limits:
+        return f"{where} must be " + limits[kind].format(**error["ctx"])
+    return f"{where} " + error["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+
+
+def _unknown_key(path: Path, loc: Loc, table: Any) -> str:
+    known = list(table.model_fields) if isinstance(table, type) and issubclass(table, BaseModel) else []
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+    return f"Unknown key '{_key(path, loc)}'{hint}"
 
 
 def _describe(path: Path, exc: ValidationError) -> str:
-    problems = []
+    """Every problem pydantic found, one sentence each, after the file's name."""
+    found: dict[Loc, list[Any]] = {}
+    no_member: set[Loc] = set()
     for error in exc.errors():
-        loc = tuple(error["loc"])
-        where = _key_path(path, loc)
-        if error["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(_fields_at(loc))}"
-            problems.append(f"unknown key '{where}'{hint}")
+        loc, matched_none, _ = _walk(tuple(error["loc"]))
+        found.setdefault(loc, []).append(error)
+        if matched_none:
+            no_member.add(loc)
+    sentences = []
+    # Unknown keys first: a misspelt key is often why a required one is missing.
+    for loc, errors in sorted(found.items(), key=lambda item: item[1][0]["type"] != "extra_forbidden"):
+        if loc in no_member and any(len(other) > len(loc) and other[: len(loc)] == loc for other in found):
+            continue  # a list with a bad item: the item's sentence says what is wrong
+        if errors[0]["type"] == "extra_forbidden":
+            sentences.append(_unknown_key(path, loc, _walk(loc[:-1])[2]))
+        elif loc in no_member:
+            kinds = " or ".join(dict.fromkeys(_KINDS[error["type"]] for error in errors if error["type"] in _KINDS))
+            forms = _FORMS.get(".".join(map(str, loc))) or kinds
+            sentences.append(f"'{_key(path, loc)}' must be {forms}")
         else:
-            message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"'{where}' {message}")
-    return f"{path}: " + "; ".join(problems) + ("" if problems[-1].endswith(("?", ".")) else ".")
+            sentences.append(_problem(path, loc, errors[0]))
+    return f"{path}: " + " ".join(s if s.endswith(("?", ".")) else s + "." for s in sentences)
 
 
 def load_config(project: Path) -> tuple[BoxConfig, Path | None]:
@@ -408,6 +600,12 @@ def parse_mount(raw: str, project: Path, source: Path | None) -> Mount:
     where = f"{source or CONFIG_FILE}: mounts entry {raw!r}"
     if len(parts) < 2 or not parts[0] or not parts[1]:
         raise ConfigError(f"{where} must be 'HOST:BOX' or 'HOST:BOX:ro', for example '~/data:/data'.")
+    *host_and_box, mode = raw.rsplit(":", 2)
+    if len(parts) == 2 and len(host_and_box) == 2 and host_and_box[1].startswith("/") and "/" not in mode:
+        # HOST:/BOX:MODE with a mode other than ro and rw (Docker's z, cached, or a typo such as rx).
+        raise ConfigError(
+            f"{where}: the mode {mode!r} is not one deepbox takes; end it with ':ro' (read-only) or ':rw', or drop it."
+        )
     box = posixpath.normpath(parts[1])
     if not box.startswith("/") or box == "/":
         raise ConfigError(f"{where}: the box path must be absolute and not '/', for example '/data'.")
@@ -488,6 +686,16 @@ def resolve(
         remote_path=remote_path,
         server_home=server.home if server else "",
     )
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of deepbox.toml (`deepbox schema`), for editors that check TOML against one."""
+    schema = BoxConfig.model_json_schema()
+    schema.update(
+        title="deepbox.toml",
+        description="The box of a project: deepbox.toml, or [tool.deepbox] in pyproject.toml.",
+    )
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 def config_template(box_name: str) -> str:

@@ -48,13 +48,13 @@ def _asset(name: str) -> str:
     return resources.files("deepbox.assets").joinpath(name).read_text()
 
 
-def _read_host_file(path: Path, what: str, source: Path | None) -> bytes:
+def _read_host_file(path: Path, what: str, source: Path | None, fix: str) -> bytes:
+    """A file a setting names; `fix` says which setting to change when it cannot be read."""
     try:
         return path.read_bytes()
     except OSError as exc:
         raise ConfigError(
-            f"{source or 'deepbox.toml'}: cannot read the {what} {path} ({exc.strerror}); "
-            "fix the path in build settings."
+            f"{source or 'deepbox.toml'}: cannot read the {what} {path} ({exc.strerror}); {fix}."
         ) from exc
 
 
@@ -115,10 +115,17 @@ def project_requirements(spec: Spec) -> tuple[str, bytes] | None:
         return None
     if setting != "auto":
         path = spec.project_path(setting)
-        return str(path), _read_host_file(path, "requirements file", spec.source)
+        return str(path), _read_host_file(
+            path,
+            "requirements file",
+            spec.source,
+            'fix the requirements setting (a path from the project folder), or set requirements = "off"',
+        )
     candidate = spec.project / "requirements.txt"
     if candidate.is_file():
-        return "requirements.txt", _read_host_file(candidate, "requirements file", spec.source)
+        return "requirements.txt", _read_host_file(
+            candidate, "requirements file", spec.source, 'make it readable, or set requirements = "off"'
+        )
     pyproject = spec.project / "pyproject.toml"
     if pyproject.is_file():
         try:
@@ -186,7 +193,7 @@ def render(
     if spec.jupyter:
         files["deepbox/jupyter.sh"] = _asset("jupyter.sh").encode()
     for index, cert in enumerate(spec.ca_certificates):
-        content = _read_host_file(cert, "CA certificate file", spec.source)
+        content = _read_host_file(cert, "CA certificate file", spec.source, "fix the path in build.ca_certificates")
         if b"PRIVATE KEY" in content:
             raise ConfigError(
                 f"{spec.source or 'deepbox.toml'}: the CA file {cert} contains a private key, which must never "
@@ -321,7 +328,9 @@ class _Installs:
                     continue
                 if named is not None and str(wheel.resolve()) not in named:
                     continue
-                self.files[f"deepbox/wheels/{index}/{wheel.name}"] = _read_host_file(wheel, "wheel", spec.source)
+                self.files[f"deepbox/wheels/{index}/{wheel.name}"] = _read_host_file(
+                    wheel, "wheel", spec.source, "make it readable, or remove it from the build.find_links folder"
+                )
                 self.local_wheels[str(wheel.resolve())] = f"file://{WHEELS}/{index}/{wheel.name}"
             self.wheel_dirs.append(f"{WHEELS}/{index}")
         if not any(name.startswith("deepbox/wheels/") for name in self.files):

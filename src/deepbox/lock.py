@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepbox import catalog
+from deepbox import catalog, hostos
 from deepbox.catalog import cuda as cuda_versions
 from deepbox.catalog.model import TIERS, distribution, version_tuple
 from deepbox.cudachoice import Host, choose_existing, cuda_version, lock_variant
@@ -119,7 +119,7 @@ def write(project: Path, box: str, variants: dict[str, Variant]) -> None:
     }
     target = path(project)
     atomic_write(target, HEADER.format(box=box) + "\n" + tomli_w.dumps(data))
-    if os.geteuid() == 0:  # root locking someone's project: the file is theirs, like the project
+    if hostos.is_root():  # root locking someone's project: the file is theirs, like the project
         owner = project.stat()
         os.chown(target, owner.st_uid, owner.st_gid)
 

@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 
 from deepbox import engine as engines
-from deepbox import remote
+from deepbox import hostos, remote
 from deepbox.config import BoxUser, Spec
 from deepbox.engine import Engine, Location
 from deepbox.errors import DeepboxError
@@ -125,7 +125,7 @@ class LocalSite(Site):
         for folder in folders:
             if not folder.exists():
                 folder.mkdir(parents=True)
-                if os.geteuid() == 0:  # a folder deepbox makes for the box belongs to the box user
+                if hostos.is_root():  # a folder deepbox makes for the box belongs to the box user
                     os.chown(folder, *owner)
 
     def free_port(self, bind: str) -> int:

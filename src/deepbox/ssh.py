@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
-import pwd
 import stat
 import subprocess
 import tempfile
@@ -18,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepbox import paths
+from deepbox import hostos, paths
 from deepbox.errors import DeepboxError
 from deepbox.fsutil import atomic_write
 
@@ -132,7 +130,9 @@ def forget_host(alias: str) -> None:
 def control_dir() -> Path:
     """Short path for ControlMaster sockets (a unix socket path must stay under ~104 bytes)."""
     digest = hashlib.sha256(str(paths.data_dir()).encode()).hexdigest()[:8]
-    return Path(tempfile.gettempdir()) / f"deepbox-{os.getuid()}-{digest}"
+    ids = hostos.user_ids()
+    owner = ids[0] if ids else hostos.account_name() or "user"  # one folder per user of a shared /tmp
+    return Path(tempfile.gettempdir()) / f"deepbox-{owner}-{digest}"
 
 
 def _quote(path: Path | str) -> str:
@@ -240,8 +240,7 @@ def ensure_include() -> None:
 def ssh_base_args() -> list[str]:
     """`ssh`, plus -F when HOME is not the account's home (ssh itself reads the passwd entry)."""
     config = paths.user_ssh_config()
-    account_home = Path(pwd.getpwuid(os.getuid()).pw_dir)
-    if config != account_home / ".ssh" / "config":
+    if config != hostos.account_home() / ".ssh" / "config":
         # `none`: ssh reads no config at all (a missing -F file would be an error).
         return ["ssh", "-F", str(config) if config.exists() else "none"]
     return ["ssh"]

@@ -41,7 +41,7 @@ def test_ubuntu_sources_have_every_component_like_ubuntu_s_own_images():
 
 def test_ubuntu_without_its_archive_key_is_one_sentence(tmp_path, monkeypatch):
     monkeypatch.setattr(base.shutil, "which", lambda name: "/usr/sbin/debootstrap")
-    monkeypatch.setattr(base.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(base.hostos, "is_root", lambda: True)
     with pytest.raises(DeepboxError) as info:
         base.bootstrap(None, "focal", "x:y", None, print, keyring=tmp_path / "missing.gpg")
     assert "archive key" in info.value.message and "--keyring" in info.value.message

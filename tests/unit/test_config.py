@@ -22,7 +22,9 @@ from deepbox.config import (
     parse_mount,
     sanitize_box_name,
 )
+from deepbox.dockerfile import project_requirements
 from deepbox.errors import ConfigError, DeepboxError
+from deepbox.gpu import GpuRequest
 
 from .conftest import RUNNING_AS_ROOT
 
@@ -228,7 +230,7 @@ def test_non_utf8_config_is_a_config_error(make_project):
         ("[user]\nuid = 0\n", "'user.uid'"),
         ('name = "Not_Valid"\n', "'name'"),
         ('frameworks = "numpy"\n', "'frameworks'"),
-        ("mounts = [1]\n", "'mounts.0'"),
+        ("mounts = [1]\n", "'mounts[0]'"),
     ],
 )
 def test_bad_values_name_the_key_path(make_project, toml, key_path):
@@ -237,6 +239,84 @@ def test_bad_values_name_the_key_path(make_project, toml, key_path):
     assert str(project / "deepbox.toml") in message
     assert key_path in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("toml", "sentence"),
+    [
+        ("[env]\nSEED = 0\n", """'env.SEED' must be text; quote it: SEED = "0"."""),
+        ('[env]\n"MY VAR" = 1\n', """'env."MY VAR"' must be text; quote it: "MY VAR" = "1"."""),
+        ("python = 3.10\n", """'python' must be text; put the value in quotes, as written: python = "..."."""),
+        ("[env]\nDEBUG = true\n", """'env.DEBUG' must be text; quote it: DEBUG = "true"."""),
+        ("frameworks = [1]\n", """'frameworks[0]' must be text; quote it: "1"."""),
+        ('frameworks = "pytorch"\n', """'frameworks' must be a list; write frameworks = ["pytorch"]."""),
+        ('[ssh]\nport = "2222"\n', "'ssh.port' must be a whole number; write it without quotes: port = 2222."),
+        (
+            "[user]\nuid = 1000.0\n",
+            "'user.uid' must be a whole number; write it without the decimal point: uid = 1000.",
+        ),
+        ('jupyter = "true"\n', "'jupyter' must be true or false; write it without quotes: jupyter = true."),
+        ('jupyter = "yes"\n', "'jupyter' must be true or false, without quotes."),
+        ("[ssh]\nport = 70000\n", "'ssh.port' must be 65535 or less."),
+        ('ide = ["emacs"]\n', """'ide[0]' must be "pycharm" or "vscode"."""),
+        ("ssh = 3\n", "'ssh' must be a table; put its keys on the lines after [ssh]."),
+        ('[run.train]\nargs = "x"\n', """'run.train.script' is missing; add script = "..." under [run.train]."""),
+        (
+            "gpus = true\n",
+            """'gpus' must be "auto", "all", "none", a number of GPUs, or a list of GPU indexes or UUIDs """
+            "such as [0, 2].",
+        ),
+        ("gpus = [0, true]\n", "'gpus[1]' must be text in quotes or a whole number."),
+        ("gpus = [0, -1]\n", "'gpus' must list GPU indexes of 0 or more, as nvidia-smi numbers the GPUs."),
+        ('shm_size = "lots"\n', """'shm_size' must be a size such as "2g", "2GB" or "512m"."""),
+        (
+            '[run.train]\nscrpt = "x"\n',
+            "Unknown key 'run.train.scrpt'; did you mean 'script'? "
+            """'run.train.script' is missing; add script = "..." under [run.train].""",
+        ),
+    ],
+)
+def test_config_errors_are_sentences_with_the_fix(make_project, toml, sentence):
+    """No pydantic wording ('Input should be', 'gpus.list[str].0'): the key as written, and what to write."""
+    project = make_project(toml)
+    assert _error(project) == f"{project / 'deepbox.toml'}: {sentence}"
+
+
+def test_config_errors_in_pyproject_name_the_tool_key(make_project):
+    project = make_project('[tool.deepbox]\ngpus = true\n[tool.deepbox.ssh]\nport = "22"\n', filename="pyproject.toml")
+    assert _error(project) == (
+        f"{project / 'pyproject.toml'}: 'tool.deepbox.ssh.port' must be a whole number; write it without quotes: "
+        """port = 22. 'tool.deepbox.gpus' must be "auto", "all", "none", a number of GPUs, or a list of GPU """
+        "indexes or UUIDs such as [0, 2]."
+    )
+
+
+@pytest.mark.parametrize(
+    ("gpus", "device_ids"), [("[0, 2]", ("0", "2")), ('["0", 2]', ("0", "2")), ('["GPU-1a2b"]', ("GPU-1a2b",))]
+)
+def test_gpu_indexes_may_be_numbers(make_project, gpus, device_ids):
+    spec = load_spec(make_project(f"gpus = {gpus}\n"))
+    assert spec.gpus == GpuRequest(device_ids=device_ids)
+
+
+@pytest.mark.parametrize(
+    ("size", "normal"),
+    [("2g", "2g"), ("2GB", "2g"), ("2gb", "2g"), ("2 GB", "2g"), ("2GiB", "2g"), ("512MB", "512m"), ("1024", "1024")],
+)
+def test_shm_size_takes_dockers_spellings(make_project, size, normal):
+    """`docker run --shm-size` takes 2g, 2GB and 2GiB alike (all 2 GiB); one spelling per size in the spec."""
+    assert load_spec(make_project(f'shm_size = "{size}"\n')).shm_size == normal
+
+
+def test_a_missing_requirements_file_names_the_setting(make_project):
+    project = make_project('requirements = "nope.txt"\n')
+    with pytest.raises(ConfigError) as info:
+        project_requirements(load_spec(project))
+    assert info.value.message == (
+        f"{project / 'deepbox.toml'}: cannot read the requirements file {project.resolve() / 'nope.txt'} "
+        "(No such file or directory); fix the requirements setting (a path from the project folder), "
+        'or set requirements = "off".'
+    )
 
 
 def test_bad_env_name_is_named(make_project):
@@ -288,7 +368,7 @@ def test_host_path_may_contain_a_colon(tmp_path):
     assert mount == Mount(tmp_path.resolve() / "odd:name", "/data")
 
 
-@pytest.mark.parametrize("raw", ["data", ":/data", "data:", "data:relative", "data:/", "data:/data:RO", "/data:ro"])
+@pytest.mark.parametrize("raw", ["data", ":/data", "data:", "data:relative", "data:/", "/data:ro"])
 def test_bad_mount_forms(tmp_path, raw):
     source = tmp_path / "deepbox.toml"
     with pytest.raises(ConfigError) as info:
@@ -297,6 +377,17 @@ def test_bad_mount_forms(tmp_path, raw):
     assert str(source) in message
     assert repr(raw) in message
     assert "'~/data:/data'" in message or "'/data'" in message
+
+
+@pytest.mark.parametrize("mode", ["rx", "RO", "z"])
+def test_a_mount_mode_other_than_ro_or_rw_is_named(tmp_path, mode):
+    source = tmp_path / "deepbox.toml"
+    with pytest.raises(ConfigError) as info:
+        parse_mount(f"~/data:/data:{mode}", tmp_path, source)
+    assert info.value.message == (
+        f"{source}: mounts entry '~/data:/data:{mode}': the mode '{mode}' is not one deepbox takes; "
+        "end it with ':ro' (read-only) or ':rw', or drop it."
+    )
 
 
 def test_bad_mount_in_config_names_the_file(make_project):

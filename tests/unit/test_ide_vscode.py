@@ -6,7 +6,6 @@ DEEPBOX_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_ide_vscode.py and revie
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -136,7 +135,7 @@ def test_open_command_needs_code_on_path(monkeypatch):
 def test_ssh_config_hint_names_the_file_that_holds_the_alias(monkeypatch, home):
     hint = vscode.ssh_config_hint(up_result())
     # The tests run with a HOME of their own, not the account's: Remote-SSH reads the account's config.
-    account = Path(vscode.pwd.getpwuid(os.getuid()).pw_dir) / ".ssh" / "config"
+    account = vscode.hostos.account_home() / ".ssh" / "config"
     assert hint == (
         f"The host deepbox-demo is in {paths.owned_ssh_config()}, which {paths.user_ssh_config()} includes because "
         f"HOME is {home}; VS Code's Remote-SSH reads {account}, so add the line "
@@ -144,10 +143,7 @@ def test_ssh_config_hint_names_the_file_that_holds_the_alias(monkeypatch, home):
         f"{paths.user_ssh_config()} in VS Code's user settings."
     )
 
-    class Account:
-        pw_dir = str(home)
-
-    monkeypatch.setattr(vscode.pwd, "getpwuid", lambda uid: Account())
+    monkeypatch.setattr(vscode.hostos, "account_home", lambda: home)
     assert vscode.ssh_config_hint(up_result()) == (
         f"VS Code's Remote-SSH finds the host deepbox-demo in {paths.owned_ssh_config()}, through the Include "
         f"deepbox added at the top of {paths.user_ssh_config()}; if remote.SSH.configFile points VS Code at "

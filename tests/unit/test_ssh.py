@@ -10,7 +10,6 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -506,7 +505,7 @@ def test_ssh_base_args_adds_F_when_home_is_not_the_accounts(home):
 
 
 def test_ssh_base_args_is_plain_when_home_is_the_accounts(home, monkeypatch):
-    monkeypatch.setattr(ssh.pwd, "getpwuid", lambda uid: SimpleNamespace(pw_dir=str(home)))
+    monkeypatch.setattr(ssh.hostos, "account_home", lambda: home)
     assert ssh.ssh_base_args() == ["ssh"]
 
 

@@ -17,8 +17,6 @@ before anything is written.
 from __future__ import annotations
 
 import json
-import os
-import pwd
 import re
 import shlex
 import shutil
@@ -30,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from deepbox import paths
+from deepbox import hostos, paths
 from deepbox.config import RunConfig, Spec, project_relative
 from deepbox.errors import ConfigError, DeepboxError
 from deepbox.fsutil import atomic_write
@@ -77,7 +75,7 @@ def ssh_config_hint(result: UpResult) -> str:
     """One sentence: which file holds the alias, how Remote-SSH reaches it, and what to do when it reads another."""
     config = paths.user_ssh_config()
     owned = paths.owned_ssh_config()
-    account_config = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".ssh" / "config"
+    account_config = hostos.account_home() / ".ssh" / "config"
     if config != account_config:
         return (
             f"The host {result.alias} is in {owned}, which {config} includes because HOME is {Path.home()}; "
