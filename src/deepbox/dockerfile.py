@@ -519,8 +519,13 @@ def standalone(
             requirements="off",
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"Invalid option ({problems}).") from exc
+        # The options, not the config keys they fill: "--python must be a version such as '3.11'."
+        options = {"python": "--python", "cuda": "--cuda", "base": "--base", "frameworks": "--frameworks"}
+        problems = [
+            f"{options.get(str(error['loc'][0]), error['loc'][0])} {error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors()
+        ]
+        raise ConfigError(" ".join(f"{problem.rstrip('.')}." for problem in problems)) from exc
     return render(resolve(config, Path.cwd(), None))
 
 
