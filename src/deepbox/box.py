@@ -361,7 +361,7 @@ def _host_key(engine: Engine, container: Container) -> str:
         status = current.status if current is not None else "removed"
         if status not in ("running", "created"):
             raise DeepboxError(
-                f"The box stopped right after starting (state {status}); its log is below. "
+                f"The box stopped right after starting (state {status}); its log is above. "
                 "Fix the cause, then run `deepbox up` again.",
                 detail=_log_tail(engine, container),
             )
@@ -370,7 +370,7 @@ def _host_key(engine: Engine, container: Container) -> str:
             return output.strip()
         time.sleep(0.1)
     raise DeepboxError(
-        "The box did not create its SSH host key within 30 s; see its log below.",
+        "The box did not create its SSH host key within 30 s; see its log above.",
         detail=_log_tail(engine, container),
     )
 

@@ -764,9 +764,10 @@ def _run(argv: list[str] | None) -> int:
             raise
         console = _console()
         if isinstance(exc, DeepboxError):
-            console.print(f"[red]Error:[/] {_escape(exc.message)}", soft_wrap=True)
+            # The detail (a log's tail) first, so the sentence with the fix is the last thing on screen.
             if exc.detail:
                 console.print(_escape(exc.detail.rstrip()), soft_wrap=True, style="dim")
+            console.print(f"[red]Error:[/] {_escape(exc.message)}", soft_wrap=True)
             return int(exc.exit_code)
         console.print(
             f"[red]Unexpected error:[/] {_escape(f'{type(exc).__name__}: {exc}')}. "
