@@ -230,14 +230,19 @@ def init(ctx: click.Context, force: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("--frozen", is_flag=True, help="Build from deepbox.lock as it is; refuse when it is missing or stale.")
+@click.option(
+    "--new-port",
+    is_flag=True,
+    help="Move the box to free ports (another program took its own); the ssh alias and IDE files follow.",
+)
 @project_option
 @click.pass_context
-def up(ctx: click.Context, as_json: bool, frozen: bool) -> None:
+def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool) -> None:
     """Lock (when needed), build (or reuse) the box, start it, wait for SSH and check the frameworks."""
     from deepbox import box
 
     spec, site = _spec(ctx, bind=True)
-    result = box.up(spec, site, ConsoleReporter(), frozen=frozen)
+    result = box.up(spec, site, ConsoleReporter(), frozen=frozen, new_port=new_port)
     written = _write_ide_files(spec, result)
     if as_json:
         _emit_json({**result.as_dict(), "ide_files": [str(path) for path in written]})
