@@ -124,13 +124,21 @@ def _prepare(spec: Spec, site: Site, reporter: Reporter, **locking: object) -> t
     return facts, lock.ensure(spec, facts, reporter, gpus=gpus, **locking)  # type: ignore[arg-type]
 
 
+def _check_settings(spec: Spec) -> None:
+    """What the settings alone can get wrong, checked before any engine call (doctor makes each check
+    on its own, to report them all)."""
+    catalog.check_names(spec.framework_names)
+    baseimage.check_reference(spec.base, str(spec.source or "deepbox.toml"))
+
+
 def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool) -> UpResult:
     # Unknown, refused or conflicting frameworks fail here, before any engine call; versions, Python
     # and CUDA are checked against what the base image has, once it is read.
-    catalog.check_names(spec.framework_names)
+    _check_settings(spec)
     bind_error = site.bind_error(spec.ssh_bind, str(spec.source or "deepbox.toml"))
     if bind_error is not None:
         raise bind_error
+    ssh.require_client()
     key = ssh.ensure_client_key(spec.name, spec.ssh_key)
     engine = site.engine()
     existing = engine.container(spec.container_name)
@@ -161,7 +169,7 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
             try:
                 engine.start(kept)
             except PortInUseError as exc:
-                raise _port_clash(spec, site, kept, str(exc)) from None
+                raise port_clash(spec, site, kept, str(exc)) from None
             action = "started"
         container = kept
     else:
@@ -227,7 +235,7 @@ def clashing_port(engine_error: str, ports: dict[str, int]) -> str:
     return SSH_PORT
 
 
-def _port_clash(spec: Spec, site: Site, container: Container, engine_error: str) -> DeepboxError:
+def port_clash(spec: Spec, site: Site, container: Container, engine_error: str = "") -> DeepboxError:
     """A stopped box's port was taken meanwhile: which port, who holds it, and the way out."""
     box_port = clashing_port(engine_error, container.ports)
     port = container.ports.get(box_port, 0)
@@ -243,23 +251,26 @@ def _port_clash(spec: Spec, site: Site, container: Container, engine_error: str)
 
 def lock_packages(spec: Spec, site: Site, reporter: Reporter, upgrade: tuple[str, ...] | bool = False) -> lock.Variant:
     """`deepbox lock`: resolve (or keep, when fresh) the variant this box would be built from here."""
-    catalog.check_names(spec.framework_names)
+    _check_settings(spec)
     return _prepare(spec, site, reporter, upgrade=upgrade)[1]
 
 
-def _warn_unwritable_mounts(spec: Spec, reporter: Reporter) -> None:
+def unwritable_mounts(spec: Spec) -> list[str]:
+    """A sentence for each existing, writable mount of this machine that the box user cannot write to."""
     if spec.user.uid == 0:
-        return  # a root box user writes everywhere
+        return []  # a root box user writes everywhere
+    notes = []
     for mount in spec.mounts:
         if mount.read_only or not mount.host.exists():
             continue
         info = mount.host.stat()
         if info.st_uid != spec.user.uid and not info.st_mode & 0o002:
-            reporter.step(
-                f"Note: the box user {spec.user.name} (UID {spec.user.uid}) cannot write to {mount.host}, which "
+            notes.append(
+                f"the box user {spec.user.name} (UID {spec.user.uid}) cannot write to {mount.host}, which "
                 f"UID {info.st_uid} owns: run `chown -R {spec.user.uid}:{spec.user.gid} {mount.host}` or set "
                 "[user] uid."
             )
+    return notes
 
 
 def _ensure_base(engine: Engine, base: str, reporter: Reporter) -> Image | None:
@@ -295,7 +306,8 @@ def _create(
     engine.volume_ensure(key_volume, labels)
     site.make_folders([mount.host for mount in spec.mounts], (spec.user.uid, spec.user.gid))
     if not site.host:
-        _warn_unwritable_mounts(spec, reporter)
+        for note in unwritable_mounts(spec):
+            reporter.step(f"Note: {note}")
     if spec.ssh_port and not site.port_is_free(spec.ssh_bind, spec.ssh_port):
         raise site.port_taken(spec.ssh_port, spec.ssh_bind, str(spec.source or "deepbox.toml"))
 

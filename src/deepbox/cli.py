@@ -117,10 +117,11 @@ def _rendered(ctx: click.Context) -> tuple[Spec, BuildContext]:
     """The project's build context as `up` would build it here, from the base image's facts and the lock
     when the engine has them; pulls and locks nothing (the Dockerfile says what it could not read)."""
     from deepbox import lock
-    from deepbox.baseimage import known_facts
+    from deepbox.baseimage import check_reference, known_facts
     from deepbox.dockerfile import render
 
     spec, site = _spec(ctx)
+    check_reference(spec.base, str(spec.source or "deepbox.toml"))
     facts = known_facts(site, spec.base)
     if facts is not None:
         spec = site.bind(spec)
@@ -540,7 +541,9 @@ def catalog(as_json: bool) -> None:
 @project_option
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool) -> None:
-    """Check this machine for the project's box: engine, disk, port, base image, NVIDIA driver and runtime."""
+    """Check this machine for the project's box: settings, base image, port, tools, engine, disk, GPUs.
+
+    Every check `up` makes is reported, not only the first that fails."""
     from deepbox import doctor as checks
     from deepbox.errors import DeepboxError
 

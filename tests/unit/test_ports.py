@@ -119,14 +119,14 @@ def test_a_stopped_box_s_taken_port_offers_the_move(make_project, squatter):
     spec = load_spec(make_project('name = "demo"\n'))
     container = Container("c1", "deepbox-demo", "exited", {}, "deepbox/demo:1", {"22/tcp": squatter})
     error = f"listen tcp4 127.0.0.1:{squatter}: bind: address already in use"
-    message = box._port_clash(spec, LOCAL, container, error).message
+    message = box.port_clash(spec, LOCAL, container, error).message
     assert message == (
         f"Port {squatter} on 127.0.0.1, where box 'demo' publishes SSH, is taken by {LOCAL.port_holder(squatter)}; "
         "stop that program, or run `deepbox up --new-port` to move the box to free ports (its ssh alias and IDE "
         "files follow)."
     )
     pinned = dataclasses.replace(spec, ssh_port=squatter)
-    assert box._port_clash(pinned, LOCAL, container, error).message.startswith(f"Port {squatter} on 127.0.0.1 is")
+    assert box.port_clash(pinned, LOCAL, container, error).message.startswith(f"Port {squatter} on 127.0.0.1 is")
 
 
 def test_new_port_is_refused_where_the_config_fixes_the_port(make_project):

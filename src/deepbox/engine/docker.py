@@ -202,6 +202,8 @@ class DockerEngine(Engine):
             return collection.get(name)
         except docker.errors.NotFound:
             return None
+        except docker.errors.APIError as exc:  # the engine answered: a name it refuses is no connection fault
+            raise DeepboxError(f"The engine could not look up '{name}': {exc.explanation or exc}.") from exc
         except docker.errors.DockerException as exc:
             raise unreachable(exc, self.where) from exc
 
