@@ -248,11 +248,14 @@ def test_a_port_taken_while_the_box_was_stopped_is_named_and_the_box_moves(make_
         clash = project.deepbox("up")
         assert clash.code == 1
         assert "Traceback" not in clash.err
-        assert clash.err.strip().splitlines()[-1] == (
-            f"Error: Port {old} on 127.0.0.1, where box '{project.name}' publishes SSH, is taken by {holder}; stop "
-            "that program, or run `deepbox up --new-port` to move the box to free ports (its ssh alias and IDE "
-            "files follow)."
+        sentence = (
+            f"Port {old} on 127.0.0.1, where box '{project.name}' publishes SSH, is taken by {holder}; stop that "
+            "program, or run `deepbox up --new-port` to move the box to free ports (its ssh alias and IDE files "
+            "follow)."
         )
+        assert clash.err.strip().splitlines()[-1] == f"Error: {sentence}"
+        doctor = {row["check"]: row for row in json.loads(project.deepbox("doctor", "--json").out)}
+        assert doctor["port"] == {"check": "port", "level": "error", "message": sentence}
         moved = project.deepbox("up", "--new-port", "--json")
         assert moved.code == 0, moved.err
     new = json.loads(moved.out)["port"]
