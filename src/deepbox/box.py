@@ -325,8 +325,12 @@ def _create(
             reporter.step(f"Starting box '{spec.name}' on {where}")
             engine.start(container)
             return engine.container(container.id) or container
-        except PortInUseError:
+        except PortInUseError as exc:
             engine.remove(container.id)
+            # A port the box had before it was recreated: the same way out as for a stopped box.
+            taken = container.ports.get(clashing_port(str(exc), container.ports))
+            if taken and not spec.ssh_port and taken in (port, jupyter_port):
+                raise port_clash(spec, site, container, str(exc)) from None
             if spec.ssh_port or attempt == 2:
                 raise site.port_taken(chosen, spec.ssh_bind, str(spec.source or "deepbox.toml")) from None
         except BaseException:

@@ -256,6 +256,9 @@ def test_a_port_taken_while_the_box_was_stopped_is_named_and_the_box_moves(make_
         assert clash.err.strip().splitlines()[-1] == f"Error: {sentence}"
         doctor = {row["check"]: row for row in json.loads(project.deepbox("doctor", "--json").out)}
         assert doctor["port"] == {"check": "port", "level": "error", "message": sentence}
+        project.write_config('ide = ["pycharm"]\n[env]\nCHANGED = "1"')  # recreated on its old port: the same
+        recreated = project.deepbox("up")
+        assert (recreated.code, recreated.err.strip().splitlines()[-1]) == (1, f"Error: {sentence}")
         moved = project.deepbox("up", "--new-port", "--json")
         assert moved.code == 0, moved.err
     new = json.loads(moved.out)["port"]
