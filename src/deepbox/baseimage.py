@@ -9,6 +9,7 @@ folder: an image id names fixed content, so the facts never go stale.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,16 @@ from deepbox.errors import DeepboxError
 if TYPE_CHECKING:
     from deepbox.engine import Engine, Image
     from deepbox.site import Site
+
+# An image reference as Docker reads it (distribution/reference): [registry[:port]/]name[:tag][@digest],
+# the name's components lowercase.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"  # one part of a host name
+_REGISTRY = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])"
+_REFERENCE = re.compile(
+    rf"(?:{_REGISTRY}(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*(?::\w[\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Docker's, for images without one
 
@@ -75,6 +86,19 @@ class BaseFacts:
     @property
     def python_series(self) -> str | None:
         return ".".join(self.python.split(".")[:2]) if self.python else None
+
+
+def check_reference(base: str, source: str) -> None:
+    """Refuse a base that is not an image reference, before an engine is asked about it (Docker answers
+    such a name with a 400, which reads like an engine fault)."""
+    if _REFERENCE.fullmatch(base):
+        return
+    lowered = base.lower()
+    hint = f'; did you mean "{lowered}"?' if lowered != base and _REFERENCE.fullmatch(lowered) else "."
+    raise DeepboxError(
+        f'base = "{base}" in {source} is not an image reference: write it as [REGISTRY/]NAME[:TAG], the name in '
+        f'lowercase letters, digits and . _ - (such as "debian:bookworm-slim"){hint}'
+    )
 
 
 def parse(image_id: str, env: list[str], output: str) -> BaseFacts:

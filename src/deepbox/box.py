@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -103,10 +104,16 @@ def _run_hash(spec: Spec, image: str, public_key: str) -> str:
 # up ---------------------------------------------------------------------------------------------
 
 
-def up(spec: Spec, site: Site, reporter: Reporter, *, frozen: bool = False) -> UpResult:
-    """Bring the box up from its lock (locking first when the lock is missing or stale, unless frozen)."""
+def up(spec: Spec, site: Site, reporter: Reporter, *, frozen: bool = False, new_port: bool = False) -> UpResult:
+    """Bring the box up from its lock (locking first when the lock is missing or stale, unless frozen).
+    new_port: recreate the box on free ports (another program took its own while it was stopped)."""
+    if new_port and spec.ssh_port:
+        raise DeepboxError(
+            f"ssh.port = {spec.ssh_port} in {spec.source or 'deepbox.toml'} fixes the box's port, so `up --new-port` "
+            "cannot move it; set ssh.port to another port there, or to 0 to let deepbox pick a free one."
+        )
     with box_lock(spec.name, reporter):
-        return _up(spec, site, reporter, frozen)
+        return _up(spec, site, reporter, frozen, new_port)
 
 
 def _prepare(spec: Spec, site: Site, reporter: Reporter, **locking: object) -> tuple[baseimage.BaseFacts, lock.Variant]:
@@ -117,10 +124,21 @@ def _prepare(spec: Spec, site: Site, reporter: Reporter, **locking: object) -> t
     return facts, lock.ensure(spec, facts, reporter, gpus=gpus, **locking)  # type: ignore[arg-type]
 
 
-def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool) -> UpResult:
+def _check_settings(spec: Spec) -> None:
+    """What the settings alone can get wrong, checked before any engine call (doctor makes each check
+    on its own, to report them all)."""
+    catalog.check_names(spec.framework_names)
+    baseimage.check_reference(spec.base, str(spec.source or "deepbox.toml"))
+
+
+def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool) -> UpResult:
     # Unknown, refused or conflicting frameworks fail here, before any engine call; versions, Python
     # and CUDA are checked against what the base image has, once it is read.
-    catalog.check_names(spec.framework_names)
+    _check_settings(spec)
+    bind_error = site.bind_error(spec.ssh_bind, str(spec.source or "deepbox.toml"))
+    if bind_error is not None:
+        raise bind_error
+    ssh.require_client()
     key = ssh.ensure_client_key(spec.name, spec.ssh_key)
     engine = site.engine()
     existing = engine.container(spec.container_name)
@@ -140,19 +158,24 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool) -> UpResult:
         engine.build(context, tag, labels, spec.build_network, reporter.build_line)
 
     public_key = ssh.public_key(key)
-    # A recreated box keeps its ports, so IDE settings and bookmarks stay valid.
-    port = spec.ssh_port or (existing.ports.get(SSH_PORT) if existing is not None else None) or 0
-    jupyter_port = existing.ports.get(JUPYTER_PORT) if existing is not None else None
+    # A recreated box keeps its ports, so IDE settings and bookmarks stay valid (unless asked to move).
+    kept = existing if existing is not None and not new_port else None
+    port = spec.ssh_port or (kept.ports.get(SSH_PORT) if kept is not None else None) or 0
+    jupyter_port = kept.ports.get(JUPYTER_PORT) if kept is not None else None
     action = "running"
-    if existing is not None and existing.labels.get(LABEL_RUN) == _run_hash(spec, tag, public_key):
-        if existing.status != "running":
+    if kept is not None and kept.labels.get(LABEL_RUN) == _run_hash(spec, tag, public_key):
+        if kept.status != "running":
             reporter.step(f"Starting box '{spec.name}'")
-            engine.start(existing)
+            try:
+                engine.start(kept)
+            except PortInUseError as exc:
+                raise port_clash(spec, site, kept, str(exc)) from None
             action = "started"
-        container = existing
+        container = kept
     else:
         if existing is not None:
-            reporter.step(f"Replacing box '{spec.name}' (its settings changed; volumes are kept)")
+            why = "to free ports" if new_port else "its settings changed"
+            reporter.step(f"Replacing box '{spec.name}' ({why}; volumes are kept)")
             engine.remove(existing.id)
             paths.framework_checks(existing.id).unlink(missing_ok=True)
             ssh.close_master(spec.alias)
@@ -202,25 +225,52 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool) -> UpResult:
     return result
 
 
+def clashing_port(engine_error: str, ports: dict[str, int]) -> str:
+    """Which of a box's published ports ("22/tcp") the engine's "address already in use" names."""
+    named = re.search(r":(\d+)(?:: bind| failed)", engine_error)
+    if named is not None:
+        for box_port, host_port in ports.items():
+            if host_port == int(named.group(1)):
+                return box_port
+    return SSH_PORT
+
+
+def port_clash(spec: Spec, site: Site, container: Container, engine_error: str = "") -> DeepboxError:
+    """A stopped box's port was taken meanwhile: which port, who holds it, and the way out."""
+    box_port = clashing_port(engine_error, container.ports)
+    port = container.ports.get(box_port, 0)
+    if box_port == SSH_PORT and spec.ssh_port:
+        return site.port_taken(port, spec.ssh_bind, str(spec.source or "deepbox.toml"))
+    service = "SSH" if box_port == SSH_PORT else "JupyterLab"
+    return DeepboxError(
+        f"Port {port} on {spec.ssh_bind}, where box '{spec.name}' publishes {service}, is taken by "
+        f"{site.port_holder(port)}; stop that program, or run `deepbox up --new-port` to move the box to free "
+        "ports (its ssh alias and IDE files follow)."
+    )
+
+
 def lock_packages(spec: Spec, site: Site, reporter: Reporter, upgrade: tuple[str, ...] | bool = False) -> lock.Variant:
     """`deepbox lock`: resolve (or keep, when fresh) the variant this box would be built from here."""
-    catalog.check_names(spec.framework_names)
+    _check_settings(spec)
     return _prepare(spec, site, reporter, upgrade=upgrade)[1]
 
 
-def _warn_unwritable_mounts(spec: Spec, reporter: Reporter) -> None:
+def unwritable_mounts(spec: Spec) -> list[str]:
+    """A sentence for each existing, writable mount of this machine that the box user cannot write to."""
     if spec.user.uid == 0:
-        return  # a root box user writes everywhere
+        return []  # a root box user writes everywhere
+    notes = []
     for mount in spec.mounts:
         if mount.read_only or not mount.host.exists():
             continue
         info = mount.host.stat()
         if info.st_uid != spec.user.uid and not info.st_mode & 0o002:
-            reporter.step(
-                f"Note: the box user {spec.user.name} (UID {spec.user.uid}) cannot write to {mount.host}, which "
+            notes.append(
+                f"the box user {spec.user.name} (UID {spec.user.uid}) cannot write to {mount.host}, which "
                 f"UID {info.st_uid} owns: run `chown -R {spec.user.uid}:{spec.user.gid} {mount.host}` or set "
                 "[user] uid."
             )
+    return notes
 
 
 def _ensure_base(engine: Engine, base: str, reporter: Reporter) -> Image | None:
@@ -256,7 +306,8 @@ def _create(
     engine.volume_ensure(key_volume, labels)
     site.make_folders([mount.host for mount in spec.mounts], (spec.user.uid, spec.user.gid))
     if not site.host:
-        _warn_unwritable_mounts(spec, reporter)
+        for note in unwritable_mounts(spec):
+            reporter.step(f"Note: {note}")
     if spec.ssh_port and not site.port_is_free(spec.ssh_bind, spec.ssh_port):
         raise site.port_taken(spec.ssh_port, spec.ssh_bind, str(spec.source or "deepbox.toml"))
 
@@ -274,8 +325,12 @@ def _create(
             reporter.step(f"Starting box '{spec.name}' on {where}")
             engine.start(container)
             return engine.container(container.id) or container
-        except PortInUseError:
+        except PortInUseError as exc:
             engine.remove(container.id)
+            # A port the box had before it was recreated: the same way out as for a stopped box.
+            taken = container.ports.get(clashing_port(str(exc), container.ports))
+            if taken and not spec.ssh_port and taken in (port, jupyter_port):
+                raise port_clash(spec, site, container, str(exc)) from None
             if spec.ssh_port or attempt == 2:
                 raise site.port_taken(chosen, spec.ssh_bind, str(spec.source or "deepbox.toml")) from None
         except BaseException:
@@ -361,7 +416,7 @@ def _host_key(engine: Engine, container: Container) -> str:
         status = current.status if current is not None else "removed"
         if status not in ("running", "created"):
             raise DeepboxError(
-                f"The box stopped right after starting (state {status}); its log is below. "
+                f"The box stopped right after starting (state {status}); its log is above. "
                 "Fix the cause, then run `deepbox up` again.",
                 detail=_log_tail(engine, container),
             )
@@ -370,7 +425,7 @@ def _host_key(engine: Engine, container: Container) -> str:
             return output.strip()
         time.sleep(0.1)
     raise DeepboxError(
-        "The box did not create its SSH host key within 30 s; see its log below.",
+        "The box did not create its SSH host key within 30 s; see its log above.",
         detail=_log_tail(engine, container),
     )
 

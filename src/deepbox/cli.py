@@ -119,10 +119,11 @@ def _rendered(ctx: click.Context) -> tuple[Spec, BuildContext]:
     """The project's build context as `up` would build it here, from the base image's facts and the lock
     when the engine has them; pulls and locks nothing (the Dockerfile says what it could not read)."""
     from deepbox import lock
-    from deepbox.baseimage import known_facts
+    from deepbox.baseimage import check_reference, known_facts
     from deepbox.dockerfile import render
 
     spec, site = _spec(ctx)
+    check_reference(spec.base, str(spec.source or "deepbox.toml"))
     facts = known_facts(site, spec.base)
     if facts is not None:
         spec = site.bind(spec)
@@ -232,14 +233,19 @@ def init(ctx: click.Context, force: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("--frozen", is_flag=True, help="Build from deepbox.lock as it is; refuse when it is missing or stale.")
+@click.option(
+    "--new-port",
+    is_flag=True,
+    help="Move the box to free ports (another program took its own); the ssh alias and IDE files follow.",
+)
 @project_option
 @click.pass_context
-def up(ctx: click.Context, as_json: bool, frozen: bool) -> None:
+def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool) -> None:
     """Lock (when needed), build (or reuse) the box, start it, wait for SSH and check the frameworks."""
     from deepbox import box
 
     spec, site = _spec(ctx, bind=True)
-    result = box.up(spec, site, ConsoleReporter(), frozen=frozen)
+    result = box.up(spec, site, ConsoleReporter(), frozen=frozen, new_port=new_port)
     written = _write_ide_files(spec, result)
     if as_json:
         _emit_json({**result.as_dict(), "ide_files": [str(path) for path in written]})
@@ -583,7 +589,9 @@ def schema() -> None:
 @project_option
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool) -> None:
-    """Check this machine for the project's box: engine, disk, port, base image, NVIDIA driver and runtime."""
+    """Check this machine for the project's box: settings, base image, port, tools, engine, disk, GPUs.
+
+    Every check `up` makes is reported, not only the first that fails."""
     from deepbox import doctor as checks
     from deepbox.errors import DeepboxError
 
@@ -814,9 +822,10 @@ def _run(argv: list[str] | None) -> int:
             raise
         console = _console()
         if isinstance(exc, DeepboxError):
-            console.print(f"[red]Error:[/] {_escape(exc.message)}", soft_wrap=True, markup=True)
+            # The detail (a log's tail) first, so the sentence with the fix is the last thing on screen.
             if exc.detail:
                 console.print(exc.detail.rstrip(), soft_wrap=True, style="dim")
+            console.print(f"[red]Error:[/] {_escape(exc.message)}", soft_wrap=True, markup=True)
             return int(exc.exit_code)
         console.print(
             f"[red]Unexpected error:[/] {_escape(f'{type(exc).__name__}: {exc}')}. "

@@ -1,17 +1,21 @@
 """`deepbox doctor`: is this machine ready for the project's box? One finding per check, each with its fix.
 
-The decisions are pure functions over recorded inputs (`docker info`, `nvidia-smi` output, free
-bytes) so they are unit-tested without a GPU; `run` gathers the live values.
+The settings are checked with the very functions `up` and `dockerfile` use (each failure a finding,
+not the end of the run). The decisions are pure functions over recorded inputs (`docker info`,
+`nvidia-smi` output, free bytes) so they are unit-tested without a GPU; `run` gathers the live values.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from deepbox import cudachoice, gpu, lock
+from deepbox import baseimage, box, catalog, cudachoice, gpu, lock, ssh, sync
+from deepbox.baseimage import BaseFacts, check_reference
 from deepbox.catalog import cuda as catalog_cuda
 from deepbox.config import Spec
-from deepbox.engine import NO_GPU_RUNTIME, EngineInfo
+from deepbox.dockerfile import render
+from deepbox.engine import NO_GPU_RUNTIME, Container, Engine, EngineInfo
 from deepbox.errors import DeepboxError
 from deepbox.lock import Variant
 from deepbox.site import Site
@@ -77,7 +81,7 @@ def disk_finding(free_bytes: int | None, where: str, device: str) -> Finding:
     return Finding("disk", "ok", f"{where} has {free_gb:.0f} GB free.")
 
 
-def port_finding(spec: Spec, free: bool, held_by_box: bool) -> Finding:
+def port_finding(spec: Spec, free: bool, held_by_box: bool, holder: str = "another program") -> Finding:
     if not spec.ssh_port:
         return Finding("port", "ok", f"ssh.port = 0: a free port on {spec.ssh_bind} is chosen when the box is created.")
     if free or held_by_box:
@@ -86,9 +90,75 @@ def port_finding(spec: Spec, free: bool, held_by_box: bool) -> Finding:
     return Finding(
         "port",
         "error",
-        f"Port {spec.ssh_bind}:{spec.ssh_port} is taken by another program; set ssh.port = 0 in "
+        f"Port {spec.ssh_bind}:{spec.ssh_port} is taken by {holder}; set ssh.port = 0 in "
         f"{spec.source or 'deepbox.toml'} to let deepbox pick a free one, or stop that program.",
     )
+
+
+def _attempt(check: str, action: Callable[[], object], ok: str, failed: str = "error") -> Finding:
+    """A check that `up` makes by raising: its sentence becomes the finding instead of stopping doctor."""
+    try:
+        action()
+    except DeepboxError as exc:
+        return Finding(check, failed, exc.message)
+    return Finding(check, "ok", ok)
+
+
+def settings_findings(spec: Spec, facts: BaseFacts | None) -> list[Finding]:
+    """The checks `up` and `dockerfile` make on the settings before building, with the same functions:
+    the frameworks, the base's name, and the build context (Python and CUDA against the catalog and the
+    base, the requirements, CA and find-links files). Needs no engine; `facts` when the base was read."""
+    names = ", ".join(spec.framework_names)
+    known = f"Frameworks {names} are in the catalog." if names else "No frameworks: the box gets Python only."
+    findings = [_attempt("frameworks", lambda: catalog.check_names(spec.framework_names), known)]
+    try:
+        check_reference(spec.base, str(spec.source or "deepbox.toml"))
+    except DeepboxError as exc:
+        findings.append(Finding("base", "error", exc.message))
+    if any(finding.level == "error" for finding in findings):
+        return findings
+    fits = "the base image's Python and system" if facts else "the settings (the base image is not read yet)"
+    rendered = f"The box's Dockerfile renders: its frameworks fit {fits}, and every file the settings name can be read."
+    findings.append(_attempt("build", lambda: render(spec, facts=facts, lock=lock.current(spec, facts)), rendered))
+    return findings
+
+
+def mounts_findings(spec: Spec, site: Site) -> list[Finding]:
+    """Mount folders of this machine the box user could not write to (up notes the same)."""
+    if site.host:
+        return []  # a server's folders are the server user's, the box user's too
+    notes = box.unwritable_mounts(spec)
+    if not notes:
+        missing = [str(mount.host) for mount in spec.mounts if not mount.host.exists()]
+        made = f"; `up` creates {', '.join(missing)}" if missing else ""
+        return [Finding("mounts", "ok", f"The box user {spec.user.name} can write to its mounts{made}.")]
+    return [Finding("mounts", "warning", note[0].upper() + note[1:]) for note in notes]
+
+
+def tools_findings(site: Site) -> list[Finding]:
+    """The programs of this machine deepbox runs: OpenSSH's client always, rsync for a server box (only
+    `deepbox sync` needs it, so its absence is a warning)."""
+    findings = [_attempt("tools", ssh.require_client, "ssh and ssh-keygen are installed.")]
+    if site.server is not None:
+        findings.append(_attempt("rsync", sync.require_rsync, "rsync is installed.", failed="warning"))
+    return findings
+
+
+def live_port_finding(spec: Spec, site: Site, container: Container | None) -> Finding:
+    """The box's SSH port: an address of this machine, free, or the box's own (a stopped box's port that
+    another program took since is the error `up` would stop at)."""
+    bind_error = site.bind_error(spec.ssh_bind, str(spec.source or "deepbox.toml"))
+    if bind_error is not None:
+        return Finding("port", "error", bind_error.message)
+    published = container.ports.get(box.SSH_PORT) if container is not None else None
+    if container is not None and published and container.status != "running" and not spec.ssh_port:
+        if not site.port_is_free(spec.ssh_bind, published):
+            return Finding("port", "error", box.port_clash(spec, site, container).message)
+        return Finding("port", "ok", f"Port {spec.ssh_bind}:{published} is free for box '{spec.name}' to start on.")
+    held = published is not None and published == spec.ssh_port
+    free = bool(spec.ssh_port) and site.port_is_free(spec.ssh_bind, spec.ssh_port)
+    holder = site.port_holder(spec.ssh_port) if spec.ssh_port and not (free or held) else ""
+    return port_finding(spec, free, held, holder)
 
 
 def gpu_findings(spec: Spec, smi_output: str | None, gpu_runtime: bool) -> list[Finding]:
@@ -206,39 +276,32 @@ def container_gpu_finding(output: str | None, error: str = "") -> Finding:
 
 
 def run(spec: Spec, site: Site) -> list[Finding]:
-    """Every check against the live engine and host. Stops after the engine check when there is none."""
+    """Every check `up` would make, against the live engine and host, each reported rather than stopping
+    at the first. Without an engine, those that need none."""
+    static = [*tools_findings(site), *mounts_findings(spec, site)]
     try:
         engine = site.engine()
         info = engine.info()
     except DeepboxError as exc:
-        return [Finding("engine", "error", exc.message)]
+        findings = [Finding("engine", "error", exc.message), *settings_findings(spec, None), *static]
+        return [*findings, live_port_finding(spec, site, None)] if not site.host else findings
     findings = engine_findings(info, spec)
     findings.append(disk_finding(site.free_bytes(info.root_dir), site.describe(info.root_dir), spec.device))
-    box = engine.container(spec.container_name)
-    held = box is not None and box.ports.get("22/tcp") == spec.ssh_port
-    port_free = bool(spec.ssh_port) and site.port_is_free(spec.ssh_bind, spec.ssh_port)
-    findings.append(port_finding(spec, port_free, held))
-    has_base = engine.image(spec.base) is not None
-    if not has_base:
-        findings.append(
-            Finding(
-                "base",
-                "warning",
-                f"Base image {spec.base} is not on the engine; `up` pulls it, and without a registry "
-                "`deepbox base bootstrap` makes a Debian one.",
-            )
-        )
-    else:
-        findings.append(Finding("base", "ok", f"Base image {spec.base} is on the engine."))
+    findings.append(live_port_finding(spec, site, engine.container(spec.container_name)))
+    base, facts = _base_findings(spec, engine)
+    findings += [*base, *settings_findings(spec, facts), *static]
+    has_base = facts is not None
+    names_known = not any(finding.check == "frameworks" and finding.level == "error" for finding in findings)
     smi = site.nvidia_smi()
     gpu_results = gpu_findings(spec, smi, info.gpu_runtime)
     findings += gpu_results
     try:
-        variants = lock.read(spec.project)
-        findings.append(lock_finding(spec, variants, lock.config_digest(spec)))
-        cuda = cuda_finding(spec, variants, gpu.parse_nvidia_smi(smi) if smi is not None else None)
-        if cuda is not None:
-            findings.append(cuda)
+        if names_known:  # else the lock's digest would only repeat the unknown framework
+            variants = lock.read(spec.project)
+            findings.append(lock_finding(spec, variants, lock.config_digest(spec)))
+            cuda = cuda_finding(spec, variants, gpu.parse_nvidia_smi(smi) if smi is not None else None)
+            if cuda is not None:
+                findings.append(cuda)
     except DeepboxError as exc:
         findings.append(Finding("lock", "error", exc.message))
     if spec.gpus.wanted and all(f.level != "error" for f in gpu_results) and has_base:
@@ -254,3 +317,25 @@ def run(spec: Spec, site: Site) -> list[Finding]:
         except DeepboxError as exc:
             findings.append(container_gpu_finding(None, exc.message))
     return findings
+
+
+def _base_findings(spec: Spec, engine: Engine) -> tuple[list[Finding], BaseFacts | None]:
+    """Is the base on the engine, and is it Debian or Ubuntu based (read as `up` reads it)?"""
+    try:
+        check_reference(spec.base, str(spec.source or "deepbox.toml"))
+    except DeepboxError:
+        return [], None  # settings_findings reports it
+    try:
+        image = engine.image(spec.base)
+        if image is None:
+            warning = (
+                f"Base image {spec.base} is not on the engine; `up` pulls it, and without a registry "
+                "`deepbox base bootstrap` makes a Debian one."
+            )
+            return [Finding("base", "warning", warning)], None
+        facts = baseimage.facts(engine, spec.base, image)
+    except DeepboxError as exc:
+        return [Finding("base", "error", exc.message)], None
+    python = f"Python {facts.python}" if facts.python else "no Python (the box installs one)"
+    system = " ".join(part for part in (facts.os.capitalize(), facts.codename) if part)
+    return [Finding("base", "ok", f"Base image {spec.base} is on the engine: {system}, {python}.")], facts

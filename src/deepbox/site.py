@@ -8,6 +8,7 @@ server's facts come from one ssh call, made only when first needed (never while 
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shlex
@@ -97,6 +98,15 @@ class Site(ABC):
     @abstractmethod
     def port_taken(self, port: int, bind: str, source: str) -> DeepboxError: ...
 
+    def bind_error(self, bind: str, source: str) -> DeepboxError | None:
+        """Why the box's ports cannot be published on `bind` (not an address of the machine); None when
+        they can, or when only the engine can tell (a server's addresses show when the box starts)."""
+        return None
+
+    def port_holder(self, port: int) -> str:
+        """Who listens on a port, as far as this machine lets us see: "python3 (process 4242)"."""
+        return "another program"
+
     @abstractmethod
     def free_bytes(self, path: str) -> int | None: ...
 
@@ -129,22 +139,34 @@ class LocalSite(Site):
                     os.chown(folder, *owner)
 
     def free_port(self, bind: str) -> int:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        with _listener(bind) as probe:
             probe.bind((bind or "127.0.0.1", 0))
             return int(probe.getsockname()[1])
 
     def port_is_free(self, bind: str, port: int) -> bool:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((bind or "127.0.0.1", port))
-            except OSError:
-                return False
-            return True
+        """False only when something listens there: an address that is not this machine's is
+        bind_error's to report, and a port below 1024 is the engine's to open, not ours."""
+        error = _listen_error(bind, port)
+        return error is None or error.errno != errno.EADDRINUSE
+
+    def bind_error(self, bind: str, source: str) -> DeepboxError | None:
+        error = _listen_error(bind, 0)
+        if error is None:
+            return None
+        reason = error.strerror or str(error)
+        return DeepboxError(
+            f'ssh.bind = "{bind}" in {source} is not an address this machine can listen on ({reason}); set it '
+            'to "127.0.0.1" (the default), or to an address of one of its network interfaces.'
+        )
+
+    def port_holder(self, port: int) -> str:
+        found = process_listening(port)
+        return f"{found[1]} (process {found[0]})" if found is not None else "another program"
 
     def port_taken(self, port: int, bind: str, source: str) -> DeepboxError:
         return DeepboxError(
-            f"Port {port} on {bind} is already in use; set ssh.port to a free one (for example "
-            f"{self.free_port(bind)}) or to 0 to pick one automatically in {source}."
+            f"Port {port} on {bind} is already in use by {self.port_holder(port)}; set ssh.port to a free one "
+            f"(for example {self.free_port(bind)}) or to 0 to pick one automatically in {source}."
         )
 
     def free_bytes(self, path: str) -> int | None:
@@ -157,6 +179,66 @@ class LocalSite(Site):
         from deepbox import gpu
 
         return gpu.read_nvidia_smi()
+
+
+def _listener(bind: str) -> socket.socket:
+    """A TCP socket of the address family `bind` is in (an IPv6 address has colons)."""
+    return socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM)
+
+
+def _listen_error(bind: str, port: int) -> OSError | None:
+    """What listening on bind:port here would fail with; None when it would work."""
+    try:
+        with _listener(bind) as probe:
+            probe.bind((bind or "127.0.0.1", port))
+    except OSError as exc:  # socket.gaierror too: a name or an address of the other family
+        return exc
+    return None
+
+
+def listening_inodes(table: str, port: int) -> set[str]:
+    """The socket inodes listening on `port` in a /proc/net/tcp (or tcp6) table."""
+    inodes = set()
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(fields[9])
+    return inodes
+
+
+def process_listening(port: int, proc: Path = Path("/proc")) -> tuple[int, str] | None:
+    """(pid, command name) of a process listening on `port` here, from Linux's /proc; None where there
+    is no /proc or the listener is not a process we may look into (another user's, as a non-root user)."""
+    inodes: set[str] = set()
+    for table in ("net/tcp", "net/tcp6"):
+        try:
+            inodes |= listening_inodes((proc / table).read_text(), port)
+        except OSError:
+            continue
+    targets = {f"socket:[{inode}]" for inode in inodes - {"0"}}
+    if not targets:
+        return None
+    for process in proc.iterdir():
+        if process.name.isdigit() and _holds(process, targets):
+            try:
+                return int(process.name), (process / "comm").read_text().strip()
+            except OSError:
+                return int(process.name), "a process"
+    return None
+
+
+def _holds(process: Path, sockets: set[str]) -> bool:
+    try:
+        descriptors = list((process / "fd").iterdir())
+    except OSError:
+        return False  # gone, or not ours to look into
+    for descriptor in descriptors:
+        try:
+            if str(descriptor.readlink()) in sockets:
+                return True
+        except OSError:
+            continue  # closed meanwhile
+    return False
 
 
 # What the server says about itself, in one ssh call: the account, and the engine socket this user

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -36,6 +37,17 @@ class Endpoint:
 
 
 # Client keys ----------------------------------------------------------------------------------
+
+
+def require_client() -> None:
+    """deepbox reaches its boxes with this machine's OpenSSH client, and makes their keys with ssh-keygen."""
+    missing = [tool for tool in ("ssh", "ssh-keygen") if shutil.which(tool) is None]
+    if missing:
+        raise DeepboxError(
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed here, and deepbox "
+            "reaches its boxes with the OpenSSH client: install it (sudo apt-get install openssh-client) and run "
+            "again."
+        )
 
 
 def ensure_client_key(box: str, own_key: Path | None) -> Path:

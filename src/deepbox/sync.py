@@ -15,6 +15,14 @@ from deepbox.errors import DeepboxError
 from deepbox.site import Site
 
 
+def require_rsync() -> None:
+    if shutil.which("rsync") is None:
+        raise DeepboxError(
+            "rsync is not installed here, and `deepbox sync` copies the project to the server with it: install "
+            "it (sudo apt-get install rsync)."
+        )
+
+
 def push(spec: Spec, site: Site, *, dry_run: bool = False, delete: bool = False) -> list[str]:
     """Copy the project to spec.remote_path on the server; returns rsync's itemized changes."""
     server = site.server
@@ -23,8 +31,7 @@ def push(spec: Spec, site: Site, *, dry_run: bool = False, delete: bool = False)
             "This box runs on the local engine and mounts the project folder directly; `deepbox sync` is for "
             'boxes on a server (host = "ssh://user@server").'
         )
-    if shutil.which("rsync") is None:
-        raise DeepboxError("rsync is not installed here; install it (sudo apt-get install rsync) and sync again.")
+    require_rsync()
     # --delete mirrors into the folder: refuse the home itself, anything above it, and shallow system folders.
     target = PurePosixPath(spec.remote_path)
     if delete and (

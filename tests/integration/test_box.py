@@ -235,6 +235,43 @@ def test_port_conflict_is_one_sentence_and_leaves_nothing(make_project, docker_c
     assert not docker_client.containers.list(all=True, filters={"name": project.alias})
 
 
+def test_a_port_taken_while_the_box_was_stopped_is_named_and_the_box_moves(make_project, home):
+    project = make_project("moved", 'ide = ["pycharm"]')
+    first = project.deepbox("up", "--json")
+    assert first.code == 0, first.err
+    old = json.loads(first.out)["port"]
+    assert project.deepbox("down").code == 0
+    holder = f"{Path('/proc/self/comm').read_text().strip()} (process {os.getpid()})"
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", old))
+        squatter.listen()
+        clash = project.deepbox("up")
+        assert clash.code == 1
+        assert "Traceback" not in clash.err
+        sentence = (
+            f"Port {old} on 127.0.0.1, where box '{project.name}' publishes SSH, is taken by {holder}; stop that "
+            "program, or run `deepbox up --new-port` to move the box to free ports (its ssh alias and IDE files "
+            "follow)."
+        )
+        assert clash.err.strip().splitlines()[-1] == f"Error: {sentence}"
+        doctor = {row["check"]: row for row in json.loads(project.deepbox("doctor", "--json").out)}
+        assert doctor["port"] == {"check": "port", "level": "error", "message": sentence}
+        project.write_config('ide = ["pycharm"]\n[env]\nCHANGED = "1"')  # recreated on its old port: the same
+        recreated = project.deepbox("up")
+        assert (recreated.code, recreated.err.strip().splitlines()[-1]) == (1, f"Error: {sentence}")
+        moved = project.deepbox("up", "--new-port", "--json")
+        assert moved.code == 0, moved.err
+    new = json.loads(moved.out)["port"]
+    assert new != old
+    resolved = subprocess.run(
+        ["ssh", "-F", str(home / ".ssh" / "config"), "-G", project.alias], capture_output=True, text=True, check=True
+    )
+    assert f"port {new}" in resolved.stdout.splitlines()
+    idea = "".join(path.read_text() for path in (project.path / ".idea").glob("*.xml"))
+    assert f'port="{new}"' in idea and f'port="{old}"' not in idea
+    assert project.ssh("true").code == 0
+
+
 def test_unknown_framework_and_malformed_config_fail_before_docker(make_project, docker_client):
     project = make_project("badcfg", 'frameworks = ["pytorh"]')
     result = project.deepbox("up")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from deepbox import baseimage, paths
 from deepbox.baseimage import DEFAULT_PATH, PROBE, BaseFacts, parse
 from deepbox.engine import Image
+from deepbox.errors import DeepboxError
 
 DEEPO_OUTPUT = """os=ubuntu
 os_like=debian
@@ -80,3 +83,37 @@ def test_facts_are_read_once_per_image_id():
     assert first.path == "/opt/conda/bin:/usr/bin"
     assert json.loads(paths.base_facts("sha256:0123").read_text())["python"] == "3.6.9"
     assert isinstance(first, BaseFacts)
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "debian:bookworm-slim",
+        "deepbox/debian:bookworm",
+        "nvcr.io/nvidia/pytorch:24.01-py3",
+        "localhost:5000/team/box:V1.0",
+        "[::1]:5000/box",
+        "ghcr.io/a/b@sha256:" + "a" * 64,
+        "0123456789ab" * 4,  # an image id
+    ],
+)
+def test_image_references_docker_accepts(base):
+    baseimage.check_reference(base, "deepbox.toml")
+
+
+@pytest.mark.parametrize(
+    ("base", "hint"),
+    [
+        ("Debian:Bookworm", '; did you mean "debian:bookworm"?'),
+        ("debian:bookworm slim", "."),
+        ("debian:", "."),
+        ("-debian", "."),
+    ],
+)
+def test_image_references_docker_refuses(base, hint):
+    with pytest.raises(DeepboxError) as raised:
+        baseimage.check_reference(base, "/p/deepbox.toml")
+    assert raised.value.message == (
+        f'base = "{base}" in /p/deepbox.toml is not an image reference: write it as [REGISTRY/]NAME[:TAG], the name '
+        f'in lowercase letters, digits and . _ - (such as "debian:bookworm-slim"){hint}'
+    )

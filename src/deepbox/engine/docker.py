@@ -20,6 +20,7 @@ import docker.errors
 from docker.models.containers import _create_container_args
 from docker.types import DeviceRequest
 
+from deepbox.engine import buildlog
 from deepbox.engine.base import (
     LABEL_BOX,
     NO_GPU_RUNTIME,
@@ -201,6 +202,8 @@ class DockerEngine(Engine):
             return collection.get(name)
         except docker.errors.NotFound:
             return None
+        except docker.errors.APIError as exc:  # the engine answered: a name it refuses is no connection fault
+            raise DeepboxError(f"The engine could not look up '{name}': {exc.explanation or exc}.") from exc
         except docker.errors.DockerException as exc:
             raise unreachable(exc, self.where) from exc
 
@@ -242,12 +245,7 @@ class DockerEngine(Engine):
             )
             for chunk in stream:
                 if "error" in chunk:
-                    raise DeepboxError(
-                        f"The image build failed at {step or 'the first step'}: "
-                        f"{chunk['error'].strip()}. Fix that step's input (see the log above) and run "
-                        "`deepbox up` again.",
-                        detail="\n".join(tail),
-                    )
+                    raise buildlog.failure(step, chunk["error"], list(tail))
                 for line in chunk.get("stream", "").splitlines():
                     if not line.strip():
                         continue
@@ -255,7 +253,8 @@ class DockerEngine(Engine):
                     if match:
                         step = f"step {match.group(1)}/{match.group(2)} ({match.group(3)[:80]})"
                         tail.clear()
-                    tail.append(line)
+                    if not buildlog.is_noise(line):
+                        tail.append(line)
                     on_line(line)
 
     def untag(self, name: str) -> None:
