@@ -585,6 +585,11 @@ def snapshot(box: str, tag: str, site: Site, reporter: Reporter) -> str:
     )
 
 
+def project_of(box: str, site: Site) -> Path:
+    """The project folder the box was made from (its label), for commands given a box NAME."""
+    return Path(_require(site.engine(), box).labels.get(LABEL_PROJECT, ""))
+
+
 def logs(box: str, follow: bool, site: Site) -> Iterator[bytes]:
     engine = site.engine()
     return engine.logs(_require(engine, box), follow=follow)

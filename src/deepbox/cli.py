@@ -58,8 +58,27 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+def _folder(ctx: click.Context) -> Path:
+    """The folder the command was run in, or -C DIR."""
+    return Path((ctx.obj or {}).get("project") or ".").resolve()
+
+
+def _existing_folder(ctx: click.Context) -> Path:
+    folder = _folder(ctx)
+    if not folder.is_dir():
+        from deepbox.errors import DeepboxError
+
+        raise DeepboxError(f"The project folder {folder} does not exist; pass an existing folder to -C.")
+    return folder
+
+
 def _project(ctx: click.Context) -> Path:
-    return Path(ctx.obj["project"]).resolve()
+    """The project: the nearest folder, from here (or -C DIR) up, with deepbox.toml or [tool.deepbox], as
+    git finds its repository; with none above, the folder itself, with the defaults."""
+    from deepbox.config import find_project
+
+    folder = _folder(ctx)
+    return find_project(folder) if folder.is_dir() else folder
 
 
 def _site_at(ctx: click.Context, location: Location) -> Site:
@@ -88,12 +107,8 @@ def _site(ctx: click.Context, config: BoxConfig | None) -> Site:
 def _config(ctx: click.Context) -> tuple[BoxConfig, Path | None]:
     from deepbox.config import load_config
 
-    project = _project(ctx)
-    if not project.is_dir():
-        from deepbox.errors import DeepboxError
-
-        raise DeepboxError(f"The project folder {project} does not exist; pass an existing folder to -C.")
-    return load_config(project)
+    _existing_folder(ctx)
+    return load_config(_project(ctx))
 
 
 def _spec(ctx: click.Context, *, bind: bool = False) -> tuple[Spec, Site]:
@@ -138,6 +153,26 @@ def _target(ctx: click.Context, name: str | None) -> tuple[str, Site]:
     return spec.engine_name, site
 
 
+def _box_spec(ctx: click.Context, name: str | None) -> tuple[Spec, Site]:
+    """The spec of box NAME, read from the project folder it was made from (its label), or this project's;
+    fitted to the engine."""
+    spec, site = _spec(ctx)
+    if name is not None and name != spec.name:
+        from deepbox import box
+        from deepbox.config import load_config, resolve
+        from deepbox.errors import DeepboxError
+
+        project = box.project_of(dataclasses.replace(spec, name=name).engine_name, site)
+        if not project.is_dir():
+            raise DeepboxError(
+                f"Box '{name}' was made from {project}, which is not a folder here; run the command on the "
+                "machine that ran its `deepbox up`."
+            )
+        config, source = load_config(project)
+        spec = resolve(config, project, source, site.account(), site.host)
+    return site.bind(spec), site
+
+
 def _status_site(ctx: click.Context) -> Site:
     """The engine `status` lists: a broken config in the current folder must not stop it."""
     from deepbox.config import load_config
@@ -149,26 +184,84 @@ def _status_site(ctx: click.Context) -> Site:
     return _site(ctx, config)
 
 
-def _set_project(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    if value is not None:
-        ctx.ensure_object(dict)["project"] = value
+def _complete_boxes(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    """Box names for the shell's TAB, from the engine the command would use. A TAB must be quick and
+    quiet: a server's engine (an ssh round trip) is not asked, and an engine that does not answer offers
+    nothing rather than an error."""
+    from deepbox import box
+
+    ctx.ensure_object(dict)  # the group's callback, which makes it, does not run for a TAB
+    try:
+        site = _status_site(ctx)
+        if site.location.server:
+            return []
+        try:
+            names = [row.box for row in box.status(site)]
+        finally:
+            site.close()
+    except Exception:  # whatever went wrong, TAB completes nothing
+        return []
+    return [name for name in names if name.startswith(incomplete)]
 
 
-# `-C DIR` and `--debug` are accepted after the subcommand too (`deepbox up -C DIR`), as users type
-# them; main() looks for --debug itself, before any command runs.
-_project_after = click.option(
+def _complete_frameworks(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    """Catalog names and presets for the shell's TAB; in a list (`--frameworks pytorch,sci`) the last one."""
+    from deepbox import catalog
+
+    done, _, last = incomplete.rpartition(",")
+    prefix = f"{done}," if done else ""
+    return [prefix + name for name in sorted([*catalog.FRAMEWORKS, *catalog.PRESETS]) if name.startswith(last)]
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """A global option lands in ctx.obj wherever it was given: before the command or after it."""
+    if value is not None and value is not False:
+        ctx.ensure_object(dict)[str(param.name)] = value
+
+
+def _global(*declarations: str, **settings: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(*declarations, expose_value=False, callback=_remember, **settings)
+
+
+# The global options are declared on the group and again on each command, as users type them
+# (`deepbox up -C DIR --debug`); main() looks for --debug itself, before any command runs.
+_project_opt = _global(
     "-C",
     "--project",
     type=click.Path(file_okay=False),
-    expose_value=False,
-    callback=_set_project,
-    help="Project folder (where deepbox.toml or pyproject.toml lives).",
+    help="Project folder [default: the nearest one up from here with deepbox.toml or [tool.deepbox]].",
 )
-_debug_after = click.option("--debug", is_flag=True, expose_value=False, help="Show tracebacks for errors.")
+_host_opt = _global(
+    "--host",
+    metavar="ssh://USER@SERVER",
+    help="Use the engine of this server (or a unix:// socket); overrides `host` in the config and DOCKER_HOST.",
+)
+_context_opt = _global("--context", metavar="NAME", help="Use the engine of this Docker context.")
+_debug_opt = _global("--debug", is_flag=True, help="Show tracebacks for errors.")
+
+
+def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--host, --context and --debug after the command, as before it."""
+    return _host_opt(_context_opt(_debug_opt(command)))
 
 
 def project_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return _project_after(_debug_after(command))
+    """-C DIR and the engine options after the command, as before it."""
+    return _project_opt(engine_options(command))
+
+
+def json_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The command's --json; `deepbox --json COMMAND` means the same."""
+
+    def given_anywhere(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        return value or bool((ctx.obj or {}).get("json"))
+
+    return click.option("--json", "as_json", is_flag=True, callback=given_anywhere, help=help_text)
+
+
+def _wrote(path: Path, then: str = "") -> None:
+    """The "Wrote PATH" line of every command that writes project files: on stdout, whole (never wrapped)."""
+    click.echo(f"Wrote {path}.{then}" if then else f"Wrote {path}")
 
 
 def _emit_json(data: Any) -> None:
@@ -177,61 +270,60 @@ def _emit_json(data: Any) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="deepbox")
-@click.option(
-    "-C",
-    "--project",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Project folder (where deepbox.toml or pyproject.toml lives).",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.option(
-    "--host",
-    default=None,
-    metavar="ssh://USER@SERVER",
-    help="Use the engine of this server (or a unix:// socket); overrides `host` in the config and DOCKER_HOST.",
-)
-@click.option("--context", default=None, metavar="NAME", help="Use the engine of this Docker context.")
+@project_option
+@_global("--json", is_flag=True, help="Print the result as JSON on stdout (commands that have --json).")
 @click.pass_context
-def cli(ctx: click.Context, project: str, debug: bool, host: str | None, context: str | None) -> None:
+def cli(ctx: click.Context) -> None:
     """deepbox: a ready, hardened ML development box in Docker, reached over SSH from your IDE.
 
     \b
-    Typical use, in a project folder:
-      deepbox up        build (or reuse) the box, start it, wait for SSH, check the frameworks
-      ssh deepbox-NAME  or PyCharm / VS Code / Gateway through the same SSH alias
-      deepbox status    list boxes
-      deepbox ide pycharm|vscode|gateway   connect an IDE
-      deepbox down      stop the box; nothing is lost
+    Typical use, in a project folder (or any folder inside it):
+      deepbox up           build or reuse the box, start it, check SSH and imports
+      ssh deepbox-NAME     or PyCharm / VS Code / Gateway through the same alias
+      deepbox status       list boxes
+      deepbox ide pycharm  connect an IDE (or vscode, gateway)
+      deepbox down         stop the box; nothing is lost
     """
     ctx.ensure_object(dict)
-    ctx.obj["project"] = project
-    ctx.obj["debug"] = debug
-    ctx.obj["host"] = host
-    ctx.obj["context"] = context
+    if ctx.obj.get("json") and ctx.invoked_subcommand:
+        command = cli.get_command(ctx, ctx.invoked_subcommand)
+        if command is not None and "as_json" not in {param.name for param in command.params}:
+            raise click.UsageError(f"`deepbox {ctx.invoked_subcommand}` has no JSON output; drop --json.")
 
 
 @cli.command()
-@click.option("--force", is_flag=True, help="Overwrite an existing deepbox.toml.")
+@click.option("--force", is_flag=True, help="Overwrite an existing deepbox.toml, or make a project inside another one.")
 @project_option
 @click.pass_context
 def init(ctx: click.Context, force: bool) -> None:
     """Write a commented deepbox.toml showing every setting."""
-    from deepbox.config import CONFIG_FILE, config_template, sanitize_box_name
+    from deepbox.config import CONFIG_FILE, config_template, find_config_file, find_project, sanitize_box_name
     from deepbox.errors import DeepboxError
 
-    target = _project(ctx) / CONFIG_FILE
-    if target.exists() and not force:
+    folder = _existing_folder(ctx)  # init alone makes a project: the folder itself, never one above it
+    target = folder / CONFIG_FILE
+    project = find_project(folder)
+    source = find_config_file(project)
+    if source is not None and not force:
+        if project != folder:
+            raise DeepboxError(
+                f"{folder} is inside the deepbox project configured by {source}, which every command here "
+                f"uses; pass --force to make {folder} a project of its own."
+            )
+        if source != target:
+            raise DeepboxError(
+                f"{source} already configures this project in [tool.deepbox]; edit it there, or pass --force "
+                f"to write {CONFIG_FILE}, which takes its place."
+            )
         raise DeepboxError(f"{target} already exists; edit it, or pass --force to replace it.")
     from deepbox.fsutil import atomic_write
 
-    atomic_write(target, config_template(sanitize_box_name(_project(ctx).name)))
-    _console().print(f"Wrote {target}. Edit it, then run `deepbox up`.")
+    atomic_write(target, config_template(sanitize_box_name(folder.name)))
+    _wrote(target, " Edit it, then run `deepbox up`.")
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@json_option("Print the result as JSON on stdout.")
 @click.option("--frozen", is_flag=True, help="Build from deepbox.lock as it is; refuse when it is missing or stale.")
 @click.option(
     "--new-port",
@@ -241,7 +333,11 @@ def init(ctx: click.Context, force: bool) -> None:
 @project_option
 @click.pass_context
 def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool) -> None:
-    """Lock (when needed), build (or reuse) the box, start it, wait for SSH and check the frameworks."""
+    """Build (or reuse) the box, start it and check it over SSH.
+
+    Locks the packages when needed, builds the image when the spec changed, starts the container, waits
+    for SSH and checks that the frameworks import. --new-port moves a box whose port another program took.
+    """
     from deepbox import box
 
     spec, site = _spec(ctx, bind=True)
@@ -252,7 +348,7 @@ def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool) -> None:
         return
     _print_up(result)
     for path in written:
-        _console(stderr=False).print(f"Wrote {path}")
+        _wrote(path)
 
 
 def _write_ide_files(spec: Spec, result: UpResult) -> list[Path]:
@@ -303,11 +399,14 @@ def _print_up(result: UpResult) -> None:
     metavar="[PKG]",
     help="Move every package forward, or only PKG (repeatable); otherwise locked versions are kept.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the locked variant as JSON on stdout.")
+@json_option("Print the locked variant as JSON on stdout.")
 @project_option
 @click.pass_context
 def lock_command(ctx: click.Context, check: bool, upgrade: tuple[str, ...], as_json: bool) -> None:
-    """Resolve every package of the box for its Python, platform and device into deepbox.lock (commit it)."""
+    """Lock every package of the box into deepbox.lock (commit it).
+
+    The packages are resolved for the box's Python, platform and device.
+    """
     from deepbox import box, lock
     from deepbox.errors import DeepboxError
 
@@ -334,7 +433,7 @@ def lock_command(ctx: click.Context, check: bool, upgrade: tuple[str, ...], as_j
 
 
 @cli.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=_complete_boxes)
 @project_option
 @click.pass_context
 def down(ctx: click.Context, name: str | None) -> None:
@@ -347,7 +446,7 @@ def down(ctx: click.Context, name: str | None) -> None:
 
 
 @cli.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=_complete_boxes)
 @click.option("--volumes", is_flag=True, help="Also delete the box's volumes (its home folder and host key).")
 @project_option
 @click.pass_context
@@ -361,12 +460,12 @@ def rm(ctx: click.Context, name: str | None, volumes: bool) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the boxes as JSON.")
+@json_option("Print the boxes as JSON on stdout.")
 @click.option("--all-hosts", is_flag=True, help="Also list the boxes on every server you ran `up` on.")
 @project_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, all_hosts: bool) -> None:
-    """List all boxes: name, state, image, port, GPUs, project, uptime."""
+    """List the boxes: state, image, port, GPUs, project, uptime."""
     from deepbox import box
     from deepbox.errors import DeepboxError
 
@@ -422,26 +521,51 @@ def _duration(seconds: int | None) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+_PASSTHROUGH = "deepbox.passthrough"
+
+
+class PassThroughCommand(click.Command):
+    """A command whose arguments after `--` belong to another program, untouched (ctx.meta[_PASSTHROUGH]):
+    before `--` come its own NAME and options, so `deepbox ssh NAME -- ls -C` is never ambiguous."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            args, ctx.meta[_PASSTHROUGH] = args[:cut], args[cut + 1 :]
+        return super().parse_args(ctx, args)
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- CMD...]"]
+
+
+@cli.command(cls=PassThroughCommand)
+@click.argument("name", required=False, shell_complete=_complete_boxes)
 @project_option
 @click.pass_context
-def ssh(ctx: click.Context, command: tuple[str, ...]) -> NoReturn:
-    """Open a shell in the box over SSH (`deepbox ssh -- CMD` runs CMD)."""
+def ssh(ctx: click.Context, name: str | None) -> NoReturn:
+    """Open a shell in the box (this project's, or NAME) over SSH.
+
+    `deepbox ssh [NAME] -- CMD...` runs CMD in the box instead; what follows `--` goes to it untouched.
+    """
     from deepbox.ssh import ssh_base_args
 
-    args = [*ssh_base_args(), _local_spec(ctx).alias, *command]
+    spec = _local_spec(ctx)
+    alias = dataclasses.replace(spec, name=name).alias if name else spec.alias
+    args = [*ssh_base_args(), alias, *ctx.meta.get(_PASSTHROUGH, [])]
     sys.stdout.flush()
     os.execvp(args[0], args)  # noqa: S606 - hand the terminal to the system ssh
 
 
 @cli.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=_complete_boxes)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new log lines.")
 @project_option
 @click.pass_context
 def logs(ctx: click.Context, name: str | None, follow: bool) -> None:
-    """Print the box's log (sshd's log: logins, errors)."""
+    """Print the box's log (this project's, or NAME's).
+
+    It is sshd's log: logins, refused keys, errors.
+    """
     from deepbox import box
 
     out = sys.stdout.buffer
@@ -453,27 +577,37 @@ def logs(ctx: click.Context, name: str | None, follow: bool) -> None:
 
 @cli.command()
 @click.argument("tag")
-@click.option("--box", "name", help="Box to commit (default: this project's).")
+@click.argument("name", required=False, shell_complete=_complete_boxes)
+@click.option("--box", "box_option", hidden=True, help="The box to commit; the same as NAME.")
 @project_option
 @click.pass_context
-def snapshot(ctx: click.Context, tag: str, name: str | None) -> None:
-    """Commit the box to image TAG, usable as `base = "TAG"`. No keys end up in it."""
+def snapshot(ctx: click.Context, tag: str, name: str | None, box_option: str | None) -> None:
+    """Commit the box (this project's, or NAME) to image TAG.
+
+    Use it as `base = "TAG"`. No keys end up in it.
+    """
     from deepbox import box
 
-    box_name, site = _target(ctx, name)
+    if name and box_option and name != box_option:
+        raise click.UsageError(f"Name the box once: `deepbox snapshot {tag} {name}` (--box is the old spelling).")
+    box_name, site = _target(ctx, name or box_option)
     image_id = box.snapshot(box_name, tag, site, ConsoleReporter())
     _console().print(f'Saved {tag} ({image_id[:19]}). Use it with base = "{tag}" in deepbox.toml.')
 
 
 @cli.command()
+@click.argument("name", required=False, shell_complete=_complete_boxes)
 @project_option
 @click.pass_context
-def jupyter(ctx: click.Context) -> None:
-    """Print the JupyterLab URL of the box (needs `jupyter = true` in deepbox.toml)."""
+def jupyter(ctx: click.Context, name: str | None) -> None:
+    """Print the box's JupyterLab URL (this project's, or NAME's).
+
+    The box needs `jupyter = true` in its deepbox.toml.
+    """
     from deepbox import box
     from deepbox.errors import DeepboxError
 
-    spec, site = _spec(ctx, bind=True)
+    spec, site = _box_spec(ctx, name)
     if not spec.jupyter:
         raise DeepboxError(
             f"Box '{spec.name}' does not run JupyterLab: set jupyter = true in "
@@ -490,6 +624,7 @@ def jupyter(ctx: click.Context) -> None:
     "--frameworks",
     default=None,
     metavar="A,B",
+    shell_complete=_complete_frameworks,
     help="Catalog names or presets (e.g. pytorch,scikit-learn): print a Dockerfile without a project.",
 )
 @click.option("--cuda", default=None, metavar="X.Y", help="With --frameworks: CUDA builds for this CUDA version.")
@@ -513,7 +648,10 @@ def dockerfile(
     base: str | None,
     output: Path | None,
 ) -> None:
-    """Print the Dockerfile deepbox generates for this project (or for --frameworks, like Deepo's generator)."""
+    """Print the Dockerfile for this project, or for --frameworks.
+
+    With --frameworks it needs no project, like Deepo's generator.
+    """
     from deepbox import dockerfile as generator
 
     if frameworks is None:
@@ -542,11 +680,19 @@ def dockerfile(
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the catalog (entries and presets) as JSON.")
-def catalog(as_json: bool) -> None:
-    """List the frameworks `frameworks = [...]` accepts: version, CPU/CUDA, status."""
+@click.argument("name", required=False, shell_complete=_complete_frameworks)
+@json_option("Print the catalog (entries and presets), or NAME's entry, as JSON on stdout.")
+@_debug_opt
+def catalog(name: str | None, as_json: bool) -> None:
+    """List the frameworks deepbox installs, or entry NAME in full.
+
+    `frameworks = [...]` takes these names and presets: version, CPU/CUDA builds, status.
+    """
     from deepbox import catalog as frameworks
 
+    if name is not None:
+        _catalog_entry(name, as_json)
+        return
     rows = frameworks.table()
     if as_json:
         _emit_json({"frameworks": rows, "presets": frameworks.presets()})
@@ -571,6 +717,32 @@ def catalog(as_json: bool) -> None:
     console.print(f"Presets: {presets}. `deepbox catalog --json` lists their members.")
 
 
+def _catalog_entry(name: str, as_json: bool) -> None:
+    """`deepbox catalog NAME`: a preset's members, or an entry in full."""
+    from deepbox import catalog as frameworks
+
+    presets = frameworks.presets()
+    if name.lower() in presets:
+        members = presets[name.lower()]
+        if as_json:
+            _emit_json({"preset": name.lower(), "members": members})
+        else:
+            click.echo(f"{name.lower()}: a preset of {len(members)} frameworks: {', '.join(members)}.")
+        return
+    entry = frameworks.entry(name)
+    if as_json:
+        _emit_json(entry)
+        return
+    console = _console(stderr=False)
+    for key, value in entry.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{series} ({pythons})" for series, pythons in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(str(item) for item in value)
+        if value not in ("", None):
+            console.print(f"[bold]{key:>12}[/]  {_escape(str(value))}", soft_wrap=True, markup=True)
+
+
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of deepbox.toml, for editors.
@@ -585,13 +757,16 @@ def schema() -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@json_option("Print the findings as JSON on stdout.")
 @project_option
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool) -> None:
-    """Check this machine for the project's box: settings, base image, port, tools, engine, disk, GPUs.
+    """Check the settings and this machine for the box.
 
-    Every check `up` makes is reported, not only the first that fails."""
+    Every check `up` makes, reported all at once, each ok, a warning or an error with its fix: the
+    settings (frameworks, base, Dockerfile, mounts), ssh tools, the engine, free disk, the SSH port, the
+    base image, the lock, the NVIDIA driver and container runtime.
+    """
     from deepbox import doctor as checks
     from deepbox.errors import DeepboxError
 
@@ -621,7 +796,10 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 @project_option
 @click.pass_context
 def sync(ctx: click.Context, dry_run: bool, delete: bool, watch: bool) -> None:
-    """Copy the project to its folder on the server (for a box with `host`): rsync over ssh, .gitignore honoured."""
+    """Copy the project to the server of a box with `host`.
+
+    rsync over ssh into `remote_path`; .gitignore files are honoured.
+    """
     from deepbox import sync as syncing
 
     spec, site = _spec(ctx)
@@ -643,7 +821,7 @@ def sync(ctx: click.Context, dry_run: bool, delete: bool, watch: bool) -> None:
 
 @cli.group()
 def ide() -> None:
-    """Connect an IDE to this project's running box (PyCharm, VS Code, JetBrains Gateway)."""
+    """Connect an IDE to the running box: PyCharm, VS Code, Gateway."""
 
 
 @ide.command("pycharm")
@@ -661,7 +839,10 @@ def ide() -> None:
 @project_option
 @click.pass_context
 def ide_pycharm(ctx: click.Context, register_interpreter: bool, ide_config_dir: Path | None) -> None:
-    """Write the project's .idea files: SSH config, deployment mapping, interpreter, run configurations."""
+    """Write the project's .idea files for the box's interpreter.
+
+    SSH config, deployment mapping, interpreter, run configurations; other settings are kept.
+    """
     from deepbox import box
     from deepbox.ide import pycharm
 
@@ -670,7 +851,7 @@ def ide_pycharm(ctx: click.Context, register_interpreter: bool, ide_config_dir: 
     console = _console(stderr=False)
     written = pycharm.write_project(spec, result)
     for path in written:
-        console.print(f"Wrote {path}")
+        _wrote(path)
     if not written:
         console.print(f"{spec.project / '.idea'} is up to date.")
     if register_interpreter:
@@ -686,7 +867,10 @@ def ide_pycharm(ctx: click.Context, register_interpreter: bool, ide_config_dir: 
 @project_option
 @click.pass_context
 def ide_vscode(ctx: click.Context, no_open: bool) -> None:
-    """Write .vscode settings for the box's interpreter and open the box in VS Code (Remote-SSH)."""
+    """Write .vscode settings and open the box in VS Code.
+
+    The Python extension gets the box's interpreter; the box opens over Remote-SSH.
+    """
     import subprocess
 
     from deepbox import box
@@ -696,7 +880,7 @@ def ide_vscode(ctx: click.Context, no_open: bool) -> None:
     result = box.describe(spec, site)
     console = _console(stderr=False)
     for path in vscode.write_settings(spec, result):
-        console.print(f"Wrote {path}")
+        _wrote(path)
     command = None if no_open else vscode.open_command(result)
     if command is None:
         console.print(f"Open in VS Code: {vscode.open_url(result)}", soft_wrap=True)
@@ -716,7 +900,10 @@ def ide_vscode(ctx: click.Context, no_open: bool) -> None:
 @project_option
 @click.pass_context
 def ide_gateway(ctx: click.Context, open_it: bool) -> None:
-    """Print the jetbrains-gateway:// link that opens the box in JetBrains Gateway."""
+    """Print the link that opens the box in JetBrains Gateway.
+
+    A jetbrains-gateway:// link to the workspace in the box.
+    """
     import subprocess
 
     from deepbox import box
@@ -745,14 +932,17 @@ def export() -> None:
 @project_option
 @click.pass_context
 def export_devcontainer(ctx: click.Context, force: bool) -> None:
-    """Write .devcontainer/ (devcontainer.json + the Dockerfile) for VS Code Dev Containers, Codespaces, PyCharm."""
+    """Write .devcontainer/ for Dev Containers and Codespaces.
+
+    devcontainer.json and the Dockerfile, for VS Code Dev Containers, Codespaces and PyCharm.
+    """
     from deepbox import devcontainer
 
     spec, context = _rendered(ctx)
     written = devcontainer.export(spec, context, force=force)
     console = _console(stderr=False)
     for path in written:
-        console.print(f"Wrote {path}")
+        _wrote(path)
     if not written:
         console.print(f"{spec.project / '.devcontainer'} is up to date.")
 
@@ -777,9 +967,13 @@ def base() -> None:
     default=None,
     help="Archive keyring that signs the suite [default for Ubuntu: /usr/share/keyrings/ubuntu-archive-keyring.gpg].",
 )
+@engine_options
 @click.pass_context
 def bootstrap(ctx: click.Context, suite: str, tag: str | None, mirror: str | None, keyring: Path | None) -> None:
-    """Build a minimal Debian or Ubuntu base image from its packages (debootstrap + docker import)."""
+    """Build a minimal Debian or Ubuntu base image (debootstrap).
+
+    From the distribution's packages: debootstrap, then docker import.
+    """
     from deepbox import base as base_images
 
     reporter = ConsoleReporter()
@@ -788,6 +982,21 @@ def bootstrap(ctx: click.Context, suite: str, tag: str | None, mirror: str | Non
     reporter.step(f"Bootstrapping {base_images.distribution(suite).name.capitalize()} {suite} into {target}")
     base_images.bootstrap(engine, suite, target, mirror, reporter.build_line, keyring)
     _console().print(f'Base image {target} is ready: set base = "{target}" in deepbox.toml.')
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for bash, zsh or fish.
+
+    For example `deepbox completion bash > ~/.local/share/bash-completion/completions/deepbox`; the README
+    has the lines for zsh and fish.
+    """
+    from click.shell_completion import get_completion_class
+
+    script = get_completion_class(shell)
+    assert script is not None  # every choice has one
+    click.echo(script(cli, {}, "deepbox", "_DEEPBOX_COMPLETE").source())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -802,7 +1011,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args or bool(os.environ.get("DEEPBOX_DEBUG"))
+    own = args[: args.index("--")] if "--" in args else args  # after `--` they belong to another program
+    debug = "--debug" in own or bool(os.environ.get("DEEPBOX_DEBUG"))
     try:
         # ctx.exit(N) (e.g. doctor's findings) comes back as the return value, not as an exception.
         returned = cli.main(args=args, prog_name="deepbox", standalone_mode=False)

@@ -407,6 +407,28 @@ def find_config_file(project: Path) -> Path | None:
     return None
 
 
+def find_project(start: Path) -> Path:
+    """The project a command run in `start` acts on: the nearest folder, `start` first, that holds
+    deepbox.toml or a pyproject.toml with [tool.deepbox], found walking up as git finds its repository.
+
+    The walk ends at the filesystem root and never reaches the user's home from below it (a stray
+    ~/deepbox.toml must not make all of home one box). With no config found, `start` is the project.
+    """
+    start = start.resolve()
+    folders = [start, *start.parents]
+    home = _home()
+    if home in folders:
+        folders = folders[: max(folders.index(home), 1)]
+    return next((folder for folder in folders if find_config_file(folder)), start)
+
+
+def _home() -> Path | None:
+    try:
+        return Path.home().resolve()
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry: nothing to stop at
+        return None
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:

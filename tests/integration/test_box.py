@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PREFIX, Project, deepbox_command, ssh_audit
+from conftest import PREFIX, Project, deepbox_command, run_deepbox, ssh_audit
 
 OWNER = (4242, 4243)  # the project's owner; as root, deepbox mirrors it in the box user
 
@@ -131,6 +131,24 @@ def test_deepbox_ssh_passes_a_command(box):
     result = box.deepbox("ssh", "--", "python", "-c", "'print(6 * 7)'")
     assert result.code == 0, result.err
     assert result.out.strip() == "42"
+
+
+def test_a_subfolder_is_the_project_and_a_name_reaches_the_box_from_anywhere(box, tmp_path):
+    models = box.path / "src" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    up = run_deepbox(models, "up", "--json")
+    assert up.code == 0, up.err
+    assert (json.loads(up.out)["box"], json.loads(up.out)["action"]) == (box.name, "running"), "no second box"
+    assert run_deepbox(models, "ssh", "--", "hostname").out.strip() == box.name
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    by_name = run_deepbox(elsewhere, "ssh", box.name, "--", "hostname")
+    assert by_name.code == 0, by_name.err
+    assert by_name.out.strip() == box.name
+    logs = run_deepbox(elsewhere, "logs", box.name)
+    assert logs.code == 0, logs.err
+    assert "Server listening" in logs.out or "Accepted publickey" in logs.out
 
 
 def test_published_port_is_loopback_only(box, docker_client):

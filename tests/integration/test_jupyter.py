@@ -68,6 +68,14 @@ def test_url_is_loopback_and_token_is_private(notebook_box, home):
     assert notebook_box.deepbox("jupyter").out.strip() == notebook_box.up["jupyter_url"]
 
 
+def test_jupyter_name_from_another_folder(notebook_box, tmp_path):
+    from conftest import run_deepbox
+
+    result = run_deepbox(tmp_path, "jupyter", notebook_box.name)
+    assert result.code == 0, result.err
+    assert result.out.strip() == notebook_box.up["jupyter_url"]
+
+
 def test_token_is_on_no_command_line_in_the_box(notebook_box, docker_client):
     container = docker_client.containers.get(notebook_box.alias)
     script = (

@@ -25,7 +25,7 @@ def test_a_written_path_with_brackets_is_printed_whole(make_project, capsys, mon
 
     assert main(["-C", str(project), "init"]) == 0
 
-    assert capsys.readouterr().err == f"Wrote {project / 'deepbox.toml'}. Edit it, then run `deepbox up`.\n"
+    assert capsys.readouterr().out == f"Wrote {project / 'deepbox.toml'}. Edit it, then run `deepbox up`.\n"
 
 
 def test_an_error_about_a_key_in_brackets_keeps_it(make_project, capsys):

@@ -397,24 +397,36 @@ def _check_cuda(fw: Framework, vendor_tag: str | None) -> tuple[str, ...]:
 
 def table() -> list[dict[str, object]]:
     """One row per entry for `deepbox catalog` (and its --json): name, version, cpu/cuda, status."""
-    rows: list[dict[str, object]] = []
-    for fw in sorted(FRAMEWORKS.values(), key=lambda fw: fw.name):
-        rows.append(
-            {
-                "name": fw.name,
-                "aliases": list(fw.aliases),
-                "version": fw.version or ("(debian)" if fw.apt and not fw.pip else "latest"),
-                "cpu": list(fw.pip or fw.apt),
-                "cuda": list(fw.packages("cuda")) if fw.cuda_supported and fw.status == "ok" else [],
-                "depends": list(fw.depends),
-                "status": fw.status,
-                "description": fw.description,
-                "refusal": fw.refusal,
-                "replacement": fw.replacement,
-                "ports": list(fw.ports),
-            }
-        )
-    return rows
+    return [_row(fw) for fw in sorted(FRAMEWORKS.values(), key=lambda fw: fw.name)]
+
+
+def _row(fw: Framework) -> dict[str, object]:
+    return {
+        "name": fw.name,
+        "aliases": list(fw.aliases),
+        "version": fw.version or ("(debian)" if fw.apt and not fw.pip else "latest"),
+        "cpu": list(fw.pip or fw.apt),
+        "cuda": list(fw.packages("cuda")) if fw.cuda_supported and fw.status == "ok" else [],
+        "depends": list(fw.depends),
+        "status": fw.status,
+        "description": fw.description,
+        "refusal": fw.refusal,
+        "replacement": fw.replacement,
+        "ports": list(fw.ports),
+    }
+
+
+def entry(name: str) -> dict[str, object]:
+    """One entry in full for `deepbox catalog NAME` (by name or alias): its table row, plus the system
+    packages, conflicts, the release series it knows with their Pythons, and its notes."""
+    fw = lookup(name)
+    return {
+        **_row(fw),
+        "apt": list(fw.apt),
+        "conflicts": list(fw.conflicts),
+        "releases": {release.series: release.python_range for release in fw.releases},
+        "notes": fw.notes,
+    }
 
 
 def presets() -> dict[str, list[str]]:
