@@ -126,7 +126,11 @@ class RunSettings(_Section):
     script: str = Field(description="The script to run, relative to the project folder.")
     args: str = Field(default="", description="Its arguments, as a shell would split them.")
     env: dict[str, str] = Field(default={}, description="Environment variables for this run.")
-    workdir: str = Field(default=".", description="The working folder, relative to the project folder.")
+    workdir: str = Field(
+        default=".",
+        description="The working folder: relative to the project folder, or a folder in the box under the workspace "
+        'or a mount ("/data").',
+    )
 
 
 class BoxConfig(_Section):
@@ -293,7 +297,7 @@ class RunConfig:
     script: str  # relative to the project folder
     args: str
     env: tuple[tuple[str, str], ...]
-    workdir: str  # relative to the project folder
+    workdir: str  # relative to the project folder, or a box path under the workspace or a mount
 
 
 @dataclass(frozen=True)
@@ -604,16 +608,56 @@ def _on_server(mount: Mount, raw: str, remote_path: str, home: str) -> Mount:
     return Mount(Path(_server_path(host_side, remote_path, home)), mount.box, mount.read_only)
 
 
-def project_relative(value: str, what: str, source: Path | None) -> str:
-    """A path from the config that must stay inside the project folder (the only folder the box mounts
-    at the workspace), normalised with '/' ('.' for the folder itself); escapes are a ConfigError."""
+def _inside_project(value: str) -> str | None:
+    """A path relative to the project folder, normalised with '/' ('.' for the folder itself); None when
+    it leaves the folder (absolute, a drive, '..')."""
     normal = posixpath.normpath(value.replace("\\", "/"))
     if normal.startswith(("/", "../")) or normal == ".." or re.match(r"^[A-Za-z]:", normal):
+        return None
+    return normal
+
+
+def project_relative(value: str, what: str, source: Path | None) -> str:
+    """A path from the config that must stay inside the project folder, normalised with '/' ('.' for the
+    folder itself); escapes are a ConfigError."""
+    normal = _inside_project(value)
+    if normal is None:
         raise ConfigError(
-            f"{source or CONFIG_FILE}: {what} {value!r} must be a path inside the project folder "
-            "(only that folder is mounted in the box)."
+            f"{source or CONFIG_FILE}: {what} {value!r} must be a path inside the project folder, relative to it."
         )
     return normal
+
+
+@dataclass(frozen=True)
+class BoxFolder:
+    """A folder the box has, named in the settings: its path in the box and, when it is in the project
+    folder, its path relative to that folder (which IDEs write through their project-folder macro)."""
+
+    box: str
+    in_project: str | None  # '.' for the project folder itself; None under another mount
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def box_folder(value: str, what: str, spec: Spec) -> BoxFolder:
+    """A folder from the config that the box must have: a relative path is in the project folder, an
+    absolute one a box path under the workspace or a mount's box path; anything else is a ConfigError."""
+    relative = _inside_project(value)
+    if relative is not None:
+        return BoxFolder(posixpath.normpath(posixpath.join(spec.workspace, relative)), relative)
+    path = posixpath.normpath(value)
+    if path.startswith("/") and _under(path, spec.workspace):
+        return BoxFolder(path, posixpath.relpath(path, spec.workspace))
+    if path.startswith("/") and any(_under(path, mount.box) for mount in spec.mounts):
+        return BoxFolder(path, None)
+    mounted = [spec.workspace, *(mount.box for mount in spec.mounts if mount.box != spec.workspace)]
+    listed = mounted[0] if len(mounted) == 1 else ", ".join(mounted[:-1]) + " or " + mounted[-1]
+    raise ConfigError(
+        f"{spec.source or CONFIG_FILE}: {what} {value!r} is not in a folder mounted in the box; use a path "
+        f"relative to the project folder, or a box path under {listed}."
+    )
 
 
 def parse_mount(raw: str, project: Path, source: Path | None) -> Mount:

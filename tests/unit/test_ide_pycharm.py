@@ -534,16 +534,51 @@ def test_a_file_with_another_root_element_is_refused(spec):
     assert [path.name for path in idea.iterdir()] == ["misc.xml"]
 
 
-@pytest.mark.parametrize("field", ["script", "workdir"])
 @pytest.mark.parametrize("value", ["../elsewhere/run.py", "/abs/run.py"])
-def test_a_run_path_outside_the_project_is_refused(make_project, field, value):
-    other = "train.py" if field == "workdir" else "."
-    script, workdir = (value, other) if field == "script" else (other, value)
-    spec = load_spec(make_project(f'name = "demo"\n[run.x]\nscript = "{script}"\nworkdir = "{workdir}"\n'))
+def test_a_script_outside_the_project_is_refused(make_project, value):
+    spec = load_spec(make_project(f'name = "demo"\n[run.x]\nscript = "{value}"\n'))
 
-    with pytest.raises(ConfigError, match=rf"run\.x\.{field} .* must be a path inside the project folder"):
+    with pytest.raises(ConfigError) as caught:
         pycharm.write_project(spec, up_result())
 
+    assert caught.value.message == (
+        f"{spec.source}: run.x.script {value!r} must be a path inside the project folder, relative to it."
+    )
+    assert not (spec.project / ".idea").exists()
+
+
+@pytest.mark.parametrize(
+    ("workdir", "expected"),
+    [
+        ("/data", "/data"),
+        ("/data/runs/1", "/data/runs/1"),
+        ("/cache/", "/cache"),
+        ("/workspace/src", "$PROJECT_DIR$/src"),
+        ("/workspace", "$PROJECT_DIR$"),
+        ("src/../out", "$PROJECT_DIR$/out"),
+    ],
+)
+def test_the_working_directory_is_the_project_folder_or_a_mounts_box_path(make_project, workdir, expected):
+    spec = load_spec(make_project(CONFIG.replace('workdir = "src"', f'workdir = "{workdir}"')))
+
+    pycharm.write_project(spec, up_result())
+
+    train = parse(spec.project / ".idea" / "workspace.xml").find(".//configuration[@name='train']")
+    assert option(train, "WORKING_DIRECTORY") == expected
+    assert option(train, "SCRIPT_NAME") == "$PROJECT_DIR$/src/train.py"
+
+
+@pytest.mark.parametrize("workdir", ["/scratch", "/database", "../elsewhere", "/"])
+def test_a_working_directory_outside_every_mount_is_refused(make_project, workdir):
+    spec = load_spec(make_project(CONFIG.replace('workdir = "src"', f'workdir = "{workdir}"')))
+
+    with pytest.raises(ConfigError) as caught:
+        pycharm.write_project(spec, up_result())
+
+    assert caught.value.message == (
+        f"{spec.source}: run.train.workdir {workdir!r} is not in a folder mounted in the box; use a path relative "
+        "to the project folder, or a box path under /workspace, /data or /cache."
+    )
     assert not (spec.project / ".idea").exists()
 
 

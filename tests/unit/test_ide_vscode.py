@@ -438,9 +438,9 @@ def test_files_of_the_wrong_shape_are_refused(spec, name, text, message):
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ('script = "../outside.py"', "run.bad.script '../outside.py' must be a path inside the project folder"),
+        ('script = "../outside.py"', "run.bad.script '../outside.py' must be a path inside the project folder,"),
         ('script = "/abs/train.py"', "must be a path inside the project folder"),
-        ('script = "t.py"\nworkdir = "../x"', "run.bad.workdir '../x' must be a path inside the project folder"),
+        ('script = "t.py"\nworkdir = "../x"', "run.bad.workdir '../x' is not in a folder mounted in the box"),
         ('script = "t.py"\nargs = "--name \\"open"', "run.bad.args '--name \"open' cannot be split"),
     ],
 )
@@ -449,4 +449,38 @@ def test_bad_run_configurations_are_refused_before_writing(make_project, table, 
     with pytest.raises(ConfigError) as caught:
         vscode.write_settings(load_spec(project), up_result())
     assert message in caught.value.message
+    assert not (project / ".vscode").exists()
+
+
+@pytest.mark.parametrize(
+    ("workdir", "cwd"),
+    [
+        ("/data", "/data"),
+        ("/data/runs", "/data/runs"),
+        ("/workspace/src", "${workspaceFolder}/src"),
+        (".", "${workspaceFolder}"),
+    ],
+)
+def test_the_working_folder_is_the_project_folder_or_a_mounts_box_path(make_project, workdir, cwd):
+    project = make_project(
+        f'name = "m"\nmounts = ["~/datasets:/data"]\n[run.train]\nscript = "t.py"\nworkdir = "{workdir}"\n'
+    )
+
+    vscode.write_settings(load_spec(project), up_result())
+
+    assert read(project, "launch.json")["configurations"][0]["cwd"] == cwd
+
+
+def test_a_working_folder_outside_every_mount_names_the_mounts(make_project):
+    project = make_project(
+        'name = "m"\nmounts = ["~/datasets:/data"]\n[run.train]\nscript = "t.py"\nworkdir = "/scratch"\n'
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        vscode.write_settings(load_spec(project), up_result())
+
+    assert caught.value.message == (
+        f"{project / 'deepbox.toml'}: run.train.workdir '/scratch' is not in a folder mounted in the box; use a "
+        "path relative to the project folder, or a box path under /workspace or /data."
+    )
     assert not (project / ".vscode").exists()

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deepbox import ssh
-from deepbox.config import RunConfig, Spec, project_relative
+from deepbox.config import RunConfig, Spec, box_folder, project_relative
 from deepbox.errors import DeepboxError
 from deepbox.fsutil import atomic_write
 from deepbox.model import UpResult
@@ -389,6 +389,16 @@ def _project_path(value: str, what: str, spec: Spec) -> str:
     return "$PROJECT_DIR$" if normal == "." else f"$PROJECT_DIR$/{normal}"
 
 
+def _working_directory(run: RunConfig, spec: Spec) -> str:
+    """The run's working folder as PyCharm stores it: in the project folder through $PROJECT_DIR$ (the
+    path mappings take it to the workspace), under another mount as the box path itself, which PyCharm
+    passes on unmapped."""
+    folder = box_folder(run.workdir, f"run.{run.name}.workdir", spec)
+    if folder.in_project is None:
+        return folder.box
+    return "$PROJECT_DIR$" if folder.in_project == "." else f"$PROJECT_DIR$/{folder.in_project}"
+
+
 def run_configurations(spec: Spec) -> tuple[RunConfig, ...]:
     """The `[run.*]` configurations, or one for train.py / main.py when there are none."""
     if spec.run:
@@ -438,7 +448,7 @@ def _update_run(element: ET.Element, run: RunConfig, spec: Spec, module: str, sd
     for name, value in (
         ("SDK_HOME", ""),
         ("SDK_NAME", sdk),
-        ("WORKING_DIRECTORY", _project_path(run.workdir, f"run.{run.name}.workdir", spec)),
+        ("WORKING_DIRECTORY", _working_directory(run, spec)),
         ("IS_MODULE_SDK", "false"),
         ("SCRIPT_NAME", _project_path(run.script, f"run.{run.name}.script", spec)),
         ("PARAMETERS", run.args),

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 from deepbox import hostos, paths
-from deepbox.config import RunConfig, Spec, project_relative
+from deepbox.config import RunConfig, Spec, box_folder, project_relative
 from deepbox.errors import ConfigError, DeepboxError
 from deepbox.fsutil import atomic_write
 from deepbox.ide.pycharm import run_configurations
@@ -388,6 +388,15 @@ def _workspace_path(value: str, what: str, spec: Spec) -> str:
     return "${workspaceFolder}" if normal == "." else f"${{workspaceFolder}}/{normal}"
 
 
+def _cwd(run: RunConfig, spec: Spec) -> str:
+    """The run's working folder: ${workspaceFolder}/... in the project folder, the box path under another mount
+    (the debugger runs in the box, over Remote-SSH)."""
+    folder = box_folder(run.workdir, f"run.{run.name}.workdir", spec)
+    if folder.in_project is None:
+        return folder.box
+    return "${workspaceFolder}" if folder.in_project == "." else f"${{workspaceFolder}}/{folder.in_project}"
+
+
 def launch_configuration(run: RunConfig, spec: Spec) -> dict[str, Any]:
     """A debugpy launch configuration for one `[run.<name>]` table."""
     try:
@@ -403,7 +412,7 @@ def launch_configuration(run: RunConfig, spec: Spec) -> dict[str, Any]:
         "request": "launch",
         "program": _workspace_path(run.script, f"run.{run.name}.script", spec),
         "args": args,
-        "cwd": _workspace_path(run.workdir, f"run.{run.name}.workdir", spec),
+        "cwd": _cwd(run, spec),
     }
     if run.env:
         configuration["env"] = dict(run.env)
