@@ -1,4 +1,4 @@
-"""Box lifecycle: up / down / rm / status / snapshot / logs. Idempotent, state kept in engine labels.
+"""Box lifecycle: up / down / rm / status / snapshot / logs / exec. Idempotent, state kept in engine labels.
 
 A box is one container named `deepbox-<name>` plus two named volumes (the user's home and the SSH
 host key). Images are tagged `deepbox/<name>:<spec hash>`; a changed spec builds a new image first
@@ -13,11 +13,11 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from filelock import FileLock, Timeout
 
@@ -46,6 +46,9 @@ SSHD_NOTES = "/run/deepbox/notes"  # written by the box's sshd-config.sh
 READY_TIMEOUT = 90.0
 BOOTSTRAP_HINT = "deepbox base bootstrap --tag {tag}"
 SSH_PORT, JUPYTER_PORT = "22/tcp", "8888/tcp"
+# What the box's sshd hands to every login session (assets/sshd-config.sh), besides DEEPBOX_SESSION_ENV's names.
+SESSION_ENV = ("PATH", "VIRTUAL_ENV", "LANG", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+STTY_SIZE = 'stty rows "$1" cols "$2" 2>/dev/null; shift 2; exec "$@"'
 
 
 class Reporter(Protocol):
@@ -593,3 +596,63 @@ def project_of(box: str, site: Site) -> Path:
 def logs(box: str, follow: bool, site: Site) -> Iterator[bytes]:
     engine = site.engine()
     return engine.logs(_require(engine, box), follow=follow)
+
+
+def running(box: str, site: Site) -> Container:
+    """The box's container, which must exist and run (`ssh` and `exec` need it)."""
+    container = _require(site.engine(), box)
+    if container.status != "running":
+        raise DeepboxError(f"Box '{box}' is not running; start it with `deepbox up`.")
+    return container
+
+
+def session_environment(container_env: tuple[str, ...]) -> dict[str, str]:
+    """The environment an ssh login to the box gets: the box user's HOME, USER, LOGNAME and SHELL, and what
+    sshd hands on from the container (the venv's PATH, the CA bundle, the project's [env])."""
+    env = dict(item.split("=", 1) for item in container_env if "=" in item)
+    user = env.get("DEEPBOX_USER", "root")
+    names = [*SESSION_ENV, *env.get("DEEPBOX_SESSION_ENV", "").split()]
+    return {
+        "HOME": "/root" if user == "root" else f"/home/{user}",
+        "USER": user,
+        "LOGNAME": user,
+        "SHELL": "/bin/bash",
+        **{name: env[name] for name in names if name in env},
+    }
+
+
+def exec_in(
+    box: str,
+    command: list[str],
+    site: Site,
+    *,
+    stdin: int | None,
+    stdout: IO[bytes],
+    stderr: IO[bytes],
+    term: str = "",
+    window: Callable[[], tuple[int, int]] | None = None,
+) -> int:
+    """Run a command in the box without ssh, as an ssh login would: as the box user, in the workspace, with
+    the session's environment and nothing else of the container's. `term` (the terminal type) asks for a
+    terminal, `window()` gives its size. Returns the command's exit code."""
+    container = running(box, site)
+    env = session_environment(container.env)
+    if term:
+        env["TERM"] = term
+    workspace = dict(item.split("=", 1) for item in container.env if "=" in item).get("DEEPBOX_WORKSPACE", "/")
+    argv = ["env", "-i", *(f"{name}={value}" for name, value in env.items()), *command]
+    if term and window is not None:
+        # The terminal gets its size before the command starts; the engine's resize comes a moment late.
+        rows, columns = window()
+        argv = ["sh", "-c", STTY_SIZE, "sh", str(rows), str(columns), *argv]
+    return site.engine().exec_attached(
+        container,
+        argv,
+        user=env["USER"],
+        workdir=workspace,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        tty=bool(term),
+        window=window,
+    )

@@ -183,3 +183,43 @@ def test_ssh_command_is_one_that_ssh_runs():
     assert up_result(jump="alice@gpu:2200").ssh_command() == (
         f"ssh -J alice@gpu:2200 -p 2222 -i {up_result().key} alice@127.0.0.1"
     )
+
+
+def test_the_session_environment_is_what_sshd_hands_to_logins():
+    container_env = (
+        "PATH=/opt/venv/bin:/usr/bin",
+        "VIRTUAL_ENV=/opt/venv",
+        "LANG=C.UTF-8",
+        "DEEPBOX_USER=alice",
+        "DEEPBOX_WORKSPACE=/workspace",
+        "DEEPBOX_SESSION_ENV=WANDB_MODE SEED",
+        "WANDB_MODE=offline",
+        "SEED=1=2",
+        "DEEPBOX_AUTHORIZED_KEYS=ssh-ed25519 AAAA",
+        "DEEPBOX_JUPYTER_TOKEN=secret",
+        "DEBIAN_FRONTEND=noninteractive",
+    )
+    assert box.session_environment(container_env) == {
+        "HOME": "/home/alice",
+        "USER": "alice",
+        "LOGNAME": "alice",
+        "SHELL": "/bin/bash",
+        "PATH": "/opt/venv/bin:/usr/bin",
+        "VIRTUAL_ENV": "/opt/venv",
+        "LANG": "C.UTF-8",
+        "WANDB_MODE": "offline",
+        "SEED": "1=2",
+    }
+
+
+def test_a_root_box_users_home_is_root():
+    assert box.session_environment(("DEEPBOX_USER=root",))["HOME"] == "/root"
+
+
+def test_the_session_variables_are_the_ones_the_box_sshd_hands_on():
+    from importlib import resources
+
+    script = resources.files("deepbox").joinpath("assets/sshd-config.sh").read_text()
+    (line,) = [line for line in script.splitlines() if "${DEEPBOX_SESSION_ENV:-}" in line]
+    names = line.split(" in ", 1)[1].split("${DEEPBOX_SESSION_ENV")[0].split()
+    assert tuple(names) == box.SESSION_ENV

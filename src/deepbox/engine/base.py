@@ -166,6 +166,25 @@ class Engine(ABC):
     def exec(self, container: Container, command: list[str], user: str = "") -> tuple[int, str]: ...
 
     @abstractmethod
+    def exec_attached(
+        self,
+        container: Container,
+        command: list[str],
+        *,
+        user: str,
+        workdir: str,
+        stdin: int | None,
+        stdout: IO[bytes],
+        stderr: IO[bytes],
+        tty: bool = False,
+        window: Callable[[], tuple[int, int]] | None = None,
+    ) -> int:
+        """Run a command in the box as `docker exec` does and return its exit code: its output is written
+        as it comes (stdout and stderr apart; one terminal stream with `tty`), and the file descriptor
+        `stdin`, when given, is read until its end. With `tty`, `window()` gives the terminal's (rows,
+        columns), which the box's terminal follows."""
+
+    @abstractmethod
     def logs(self, container: Container, follow: bool, tail: int | str = "all") -> Iterator[bytes]: ...
 
     @abstractmethod

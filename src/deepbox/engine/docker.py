@@ -9,7 +9,11 @@ The SDK's exceptions become DeepboxErrors that say what to do.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import socket
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +23,7 @@ import docker
 import docker.errors
 from docker.models.containers import _create_container_args
 from docker.types import DeviceRequest
+from docker.utils import socket as docker_socket
 
 from deepbox.engine import buildlog
 from deepbox.engine.base import (
@@ -63,6 +68,14 @@ def unreachable(exc: Exception, where: str) -> DeepboxError:
         "`systemctl --user start docker` or `podman system service` for a rootless one) or point "
         "DOCKER_HOST or a Docker context at a running engine."
     )
+
+
+def _pump(source: int, connection: socket.socket) -> None:
+    """Copy a file descriptor into the command's stdin, then close that side, so it reads its end."""
+    with contextlib.suppress(OSError):
+        while data := os.read(source, 65536):
+            connection.sendall(data)
+        connection.shutdown(socket.SHUT_WR)
 
 
 def _gpu_request(kind: str, gpus: GpuRequest) -> dict[str, Any]:
@@ -347,6 +360,61 @@ class DockerEngine(Engine):
             output = self.client.api.exec_start(exec_id)
             code = self.client.api.exec_inspect(exec_id).get("ExitCode")
             return (code if code is not None else -1), (output or b"").decode(errors="replace")
+
+    def exec_attached(
+        self,
+        container: Container,
+        command: list[str],
+        *,
+        user: str,
+        workdir: str,
+        stdin: int | None,
+        stdout: IO[bytes],
+        stderr: IO[bytes],
+        tty: bool = False,
+        window: Callable[[], tuple[int, int]] | None = None,
+    ) -> int:
+        with self._translated(f"run a command in {container.name}"):
+            exec_id = self.client.api.exec_create(
+                container.id, command, stdin=stdin is not None, tty=tty, user=user, workdir=workdir
+            )["Id"]
+            connection = self.client.api.exec_start(exec_id, tty=tty, socket=True)
+            raw = getattr(connection, "_sock", connection)  # the socket under the SDK's file object
+            try:
+                if tty and window is not None:
+                    threading.Thread(target=self._follow_window, args=(exec_id, window), daemon=True).start()
+                if stdin is not None:
+                    threading.Thread(target=_pump, args=(stdin, raw), daemon=True).start()
+                outputs = {docker_socket.STDOUT: stdout, docker_socket.STDERR: stderr}
+                for stream, data in docker_socket.frames_iter(connection, tty):
+                    out = outputs.get(stream, stdout)
+                    out.write(data)
+                    out.flush()
+            finally:
+                with contextlib.suppress(OSError):
+                    raw.close()
+            return self._exit_code(exec_id)
+
+    def _exit_code(self, exec_id: str) -> int:
+        """The command's exit code; the engine records it a moment after the output ends."""
+        deadline = time.monotonic() + 10
+        while True:
+            state = self.client.api.exec_inspect(exec_id)
+            if not state.get("Running") and state.get("ExitCode") is not None:
+                return int(state["ExitCode"])
+            if time.monotonic() > deadline:
+                raise DeepboxError("The engine did not report how the command ended; see `deepbox logs`.")
+            time.sleep(0.05)
+
+    def _follow_window(self, exec_id: str, window: Callable[[], tuple[int, int]]) -> None:
+        """Keep the box's terminal the size of this one (polled: signals belong to the main thread)."""
+        size = None
+        with contextlib.suppress(Exception):  # the command ended, or the terminal went away
+            while True:
+                if window() != size:
+                    size = window()
+                    self.client.api.exec_resize(exec_id, height=size[0], width=size[1])
+                time.sleep(0.25)
 
     def logs(self, container: Container, follow: bool, tail: int | str = "all") -> Iterator[bytes]:
         with self._translated(f"read the logs of {container.name}"):
