@@ -11,7 +11,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -547,13 +547,87 @@ def ssh(ctx: click.Context, name: str | None) -> NoReturn:
 
     `deepbox ssh [NAME] -- CMD...` runs CMD in the box instead; what follows `--` goes to it untouched.
     """
+    from deepbox import box
     from deepbox.ssh import ssh_base_args
 
     spec = _local_spec(ctx)
     alias = dataclasses.replace(spec, name=name).alias if name else spec.alias
+    box_name, site = _target(ctx, name)
+    box.running(box_name, site)  # a missing or stopped box is said as such, not as ssh's "Could not resolve"
+    site.close()  # exec replaces this process: nothing on close would run
     args = [*ssh_base_args(), alias, *ctx.meta.get(_PASSTHROUGH, [])]
     sys.stdout.flush()
     os.execvp(args[0], args)  # noqa: S606 - hand the terminal to the system ssh
+
+
+@cli.command("exec", cls=PassThroughCommand)
+@click.argument("name", required=False, shell_complete=_complete_boxes)
+@click.option("-t", "--tty", is_flag=True, help="Give CMD a terminal (for a shell; Ctrl-C reaches CMD).")
+@project_option
+@click.pass_context
+def exec_command(ctx: click.Context, name: str | None, tty: bool) -> None:
+    """Run CMD in the box (this project's, or NAME) without ssh.
+
+    `deepbox exec [NAME] -- CMD...` runs CMD as the box user, in the workspace, with the environment an ssh
+    login gets; it works before sshd is up. Output comes as it is written, piped input goes to CMD, and
+    CMD's exit code is deepbox's.
+    """
+    from deepbox import box
+    from deepbox.errors import DeepboxError, ExitCode
+
+    command = ctx.meta.get(_PASSTHROUGH) or []
+    if not command:
+        raise click.UsageError("Give the command after `--`, for example `deepbox exec -- python train.py`.")
+    stdin = _stdin_fd()
+    terminal = stdin is not None and os.isatty(stdin)
+    if tty and not (terminal and sys.stdout.isatty()):
+        raise DeepboxError("-t needs a terminal for input and output; run it from one, or drop -t.")
+    box_name, site = _target(ctx, name)
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    sys.stdout.flush()
+    try:
+        if tty:
+            with _raw_terminal(stdin):
+                code = box.exec_in(
+                    box_name, command, site, stdin=stdin, stdout=out, stderr=err,
+                    term=os.environ.get("TERM") or "xterm", window=_window,
+                )  # fmt: skip
+        else:
+            # Like `docker exec` without -i, input from a terminal stays here; piped input goes to CMD.
+            code = box.exec_in(box_name, command, site, stdin=None if terminal else stdin, stdout=out, stderr=err)
+    except KeyboardInterrupt:
+        raise DeepboxError(
+            "Interrupted; the command may still run in the box (with -t, Ctrl-C reaches the command instead).",
+            exit_code=ExitCode.INTERRUPTED,
+        ) from None
+    ctx.exit(code)
+
+
+def _stdin_fd() -> int | None:
+    """This process's stdin as a file descriptor; None when there is none (closed, or not a real file)."""
+    try:
+        return sys.stdin.fileno() if sys.stdin is not None else None
+    except (OSError, ValueError):
+        return None
+
+
+def _window() -> tuple[int, int]:
+    size = os.get_terminal_size(sys.stdout.fileno())
+    return size.lines, size.columns
+
+
+@contextlib.contextmanager
+def _raw_terminal(fd: int) -> Iterator[None]:
+    """Keys go to the box's terminal as typed (Ctrl-C included); the terminal is restored afterwards."""
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 @cli.command()

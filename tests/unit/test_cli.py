@@ -457,7 +457,15 @@ def test_every_json_is_spelled_the_same():
 
 
 @pytest.fixture
-def exec_args(monkeypatch):
+def checked(monkeypatch):
+    """The boxes `deepbox ssh` and `exec` check are running (stopped at the engine boundary)."""
+    names: list[str] = []
+    monkeypatch.setattr("deepbox.box.running", lambda box_name, _site: names.append(box_name))
+    return names
+
+
+@pytest.fixture
+def exec_args(monkeypatch, checked):
     """What `deepbox ssh` hands to the system ssh (the process is not replaced)."""
     calls: list[list[str]] = []
 
@@ -479,13 +487,69 @@ def exec_args(monkeypatch):
         (["--", "other"], ["deepbox-proj", "other"]),
     ],
 )
-def test_ssh_takes_name_before_the_double_dash(make_project, exec_args, args, tail):
+def test_ssh_takes_name_before_the_double_dash(make_project, exec_args, checked, args, tail):
     project = make_project()
     with pytest.raises(SystemExit):
         main(["-C", str(project), "ssh", *args])
     (called,) = exec_args
     assert called[0] == "ssh"
     assert called[-len(tail) :] == tail
+    assert checked == [tail[0].removeprefix("deepbox-")], "the box is checked before ssh runs"
+
+
+def test_ssh_without_a_running_box_says_so_before_ssh(make_project, monkeypatch, capsys):
+    from deepbox.errors import DeepboxError
+
+    def stopped(box_name, _site):
+        raise DeepboxError(f"Box '{box_name}' is not running; start it with `deepbox up`.")
+
+    monkeypatch.setattr("deepbox.box.running", stopped)
+    monkeypatch.setattr(os, "execvp", lambda *_: pytest.fail("ssh must not run"))
+    assert main(["-C", str(make_project()), "ssh"]) == 1
+    assert capsys.readouterr().err == "Error: Box 'proj' is not running; start it with `deepbox up`.\n"
+
+
+@pytest.fixture
+def execs(monkeypatch):
+    """The (box, command) of each `deepbox exec`, which exits with 7."""
+    calls: list[tuple[str, list[str]]] = []
+
+    def fake_exec(box_name, command, _site, *, stdin, stdout, stderr, term="", window=None):
+        calls.append((box_name, command))
+        return 7
+
+    monkeypatch.setattr("deepbox.box.exec_in", fake_exec)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("args", "box_name", "command"),
+    [
+        (["--", "ls", "-C", "/"], "proj", ["ls", "-C", "/"]),
+        (["other", "--", "python", "-c", "print(1)"], "other", ["python", "-c", "print(1)"]),
+        (["--", "other", "--debug"], "proj", ["other", "--debug"]),
+    ],
+)
+def test_exec_takes_name_before_the_double_dash_and_exits_with_the_commands_code(
+    make_project, execs, args, box_name, command
+):
+    assert main(["-C", str(make_project()), "exec", *args]) == 7
+    assert execs == [(box_name, command)]
+
+
+@pytest.mark.parametrize("args", [[], ["other"], ["--"]])
+def test_exec_without_a_command_is_a_usage_error(make_project, execs, capsys, args):
+    assert main(["-C", str(make_project()), "exec", *args]) == 2
+    assert capsys.readouterr().err.endswith(
+        "Error: Give the command after `--`, for example `deepbox exec -- python train.py`.\n"
+    )
+    assert execs == []
+
+
+def test_exec_tty_without_a_terminal_is_refused(make_project, execs, capsys):
+    assert main(["-C", str(make_project()), "exec", "-t", "--", "bash"]) == 1
+    assert capsys.readouterr().err == "Error: -t needs a terminal for input and output; run it from one, or drop -t.\n"
+    assert execs == []
 
 
 def test_debug_after_the_double_dash_belongs_to_the_command(broken_project, capsys):
@@ -629,6 +693,7 @@ def test_completion_of_box_names_from_the_engine(monkeypatch, make_project):
     monkeypatch.setattr("deepbox.box.status", rows)
     assert complete(f"deepbox ssh -C {make_project()} al") == ["alpha", "alps"]
     assert complete("deepbox snapshot mytag ") == ["alpha", "alps", "beta"]
+    assert complete("deepbox exec b") == ["beta"]
 
 
 def test_completion_does_not_ask_a_server(monkeypatch):
