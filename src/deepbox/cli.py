@@ -600,6 +600,10 @@ def exec_command(ctx: click.Context, name: str | None, tty: bool) -> None:
             "Interrupted; the command may still run in the box (with -t, Ctrl-C reaches the command instead).",
             exit_code=ExitCode.INTERRUPTED,
         ) from None
+    except BrokenPipeError:
+        # The reader went away (`deepbox exec -- cat log | head`): end quietly, as a shell's command would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 128 + signal.SIGPIPE
     ctx.exit(code)
 
 

@@ -126,6 +126,18 @@ def test_exec_streams_output_as_it_comes(box):
         proc.kill()
 
 
+def test_exec_ends_quietly_when_its_reader_goes_away(box):
+    """`deepbox exec -- yes | head -n 2`"""
+    writer = subprocess.Popen(
+        deepbox_command(box.path, "exec", "--", "yes"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    reader = subprocess.run(["head", "-n", "2"], stdin=writer.stdout, capture_output=True, timeout=60, check=False)
+    writer.stdout.close()
+    _, errors = writer.communicate(timeout=60)
+    assert reader.stdout == b"y\ny\n"
+    assert (writer.returncode, errors) == (141, b"")
+
+
 def test_exec_passes_piped_input(box):
     proc = subprocess.run(
         deepbox_command(box.path, "exec", "--", "sh", "-c", "cat; echo done"),
