@@ -243,8 +243,14 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
     port = spec.ssh_port or (kept.ports.get(SSH_PORT) if kept is not None else None) or 0
     jupyter_port = kept.ports.get(JUPYTER_PORT) if kept is not None else None
     action = "running"
+    # A fixed host port another program holds: refused before the box is touched.
+    taken = fixed_port_error(spec, site, previous_ports(spec, site, existing))
+    if taken is not None:
+        raise taken
     forwards: tuple[tuple[int, int], ...] = ()
     if site.forwards_ports and spec.ports:
+        if new_port:
+            ssh.close_master(spec.alias)  # its forwards would hold the ports on this machine
         previous = previous_ports(spec, site, None) if not new_port else {}
         forwards = tuple(
             (local, box_port) for box_port, local in host_ports(spec, site, previous, set(), reporter).items()
