@@ -170,7 +170,12 @@ def ports_finding(spec: Spec, site: Site, container: Container | None) -> Findin
         return Finding("ports", "error", error.message)
     where = "forwarded from this machine's 127.0.0.1" if site.forwards_ports else f"published on {spec.ssh_bind}"
     fixed = [str(port.host) for port in spec.ports if port.host]
-    free = f"; host ports {', '.join(fixed)} are free or the box's own" if fixed else ""
+    many = len(fixed) > 1
+    free = (
+        f"; host port{'s' if many else ''} {', '.join(fixed)} {'are' if many else 'is'} free or the box's own"
+        if fixed
+        else ""
+    )
     return Finding("ports", "ok", f"Box ports {', '.join(str(p.box) for p in spec.ports)} are {where}{free}.")
 
 

@@ -206,3 +206,22 @@ def test_openssh_reads_the_forwards(home):
     )
     assert result.returncode == 0, result.stderr
     assert "localforward [127.0.0.1]:16006 [127.0.0.1]:6006" in result.stdout.splitlines()
+
+
+def test_doctor_checks_the_fixed_host_ports(make_project, squatter):
+    from deepbox import doctor
+
+    spec = load_spec(make_project(f'ports = [6006, "{squatter}:8501"]\n'))
+    finding = doctor.ports_finding(spec, LOCAL, None)
+    assert finding is not None
+    assert (finding.check, finding.level) == ("ports", "error")
+    expected = box.fixed_port_error(spec, LOCAL, {})
+    assert expected is not None
+    assert finding.message.split(" (for example")[0] == expected.message.split(" (for example")[0]
+    running = Container("c1", "deepbox-proj", "running", {}, "img", {"8501/tcp": squatter})
+    assert doctor.ports_finding(spec, LOCAL, running) == doctor.Finding(
+        "ports",
+        "ok",
+        f"Box ports 6006, 8501 are published on 127.0.0.1; host port {squatter} is free or the box's own.",
+    )
+    assert doctor.ports_finding(load_spec(make_project("", folder="none")), LOCAL, None) is None
