@@ -22,7 +22,7 @@ from typing import IO, Protocol
 from filelock import FileLock, Timeout
 
 from deepbox import baseimage, catalog, gpu, lock, paths, ssh, state
-from deepbox.config import Spec
+from deepbox.config import BoxPort, Spec
 from deepbox.dockerfile import VENV, plan_for, render
 from deepbox.engine import (
     LABEL_ALIAS,
@@ -37,7 +37,7 @@ from deepbox.engine import (
     PortInUseError,
 )
 from deepbox.errors import DeepboxError
-from deepbox.model import BoxStatus, BuildContext, FrameworkCheck, UpResult
+from deepbox.model import BoxStatus, BuildContext, FrameworkCheck, ReachedPort, UpResult
 from deepbox.site import Site, site_for
 from deepbox.verify import verify
 
@@ -49,6 +49,7 @@ SSH_PORT, JUPYTER_PORT = "22/tcp", "8888/tcp"
 # What the box's sshd hands to every login session (assets/sshd-config.sh), besides DEEPBOX_SESSION_ENV's names.
 SESSION_ENV = ("PATH", "VIRTUAL_ENV", "LANG", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 STTY_SIZE = 'stty rows "$1" cols "$2" 2>/dev/null; shift 2; exec "$@"'
+LABEL_PORTS = "deepbox.ports"  # the box ports `ports` publishes: "6006,8501"
 
 
 class Reporter(Protocol):
@@ -85,8 +86,15 @@ def box_lock(box: str, reporter: Reporter) -> Iterator[None]:
         held.release()
 
 
-def _run_hash(spec: Spec, image: str, public_key: str) -> str:
-    """Hash of the container's settings: a change recreates the container (not the image)."""
+def _tcp(box_port: int) -> str:
+    return f"{box_port}/tcp"
+
+
+def _run_hash(spec: Spec, image: str, public_key: str, forwards_ports: bool = False) -> str:
+    """Hash of the container's settings: a change recreates the container (not the image). A server
+    box's `ports` are its ssh alias's forwards (forwards_ports), not the container's: changing them
+    recreates nothing."""
+    published = [[port.box, port.host] for port in spec.ports] if not forwards_ports else []
     material = json.dumps(
         {
             "image": image,
@@ -98,10 +106,82 @@ def _run_hash(spec: Spec, image: str, public_key: str) -> str:
             "jupyter": spec.jupyter,
             **({"gpus": [spec.gpus.count, list(spec.gpus.device_ids)]} if spec.gpus.wanted else {}),
             **({"userns": spec.user_namespace} if spec.user_namespace else {}),
+            **({"ports": published} if published else {}),
         },
         sort_keys=True,
     )
     return hashlib.sha256(material.encode()).hexdigest()[:12]
+
+
+def choose_host_ports(
+    wanted: tuple[BoxPort, ...],
+    previous: dict[int, int],
+    is_free: Callable[[int], bool],
+    free_port: Callable[[], int],
+    avoid: set[int],
+) -> dict[int, int]:
+    """Box port -> host port: the fixed one; else the one it had before (a recreated box keeps its
+    URLs); else the box port's own number when free (http://127.0.0.1:6006 for TensorBoard); else a free
+    one. `avoid`: host ports the box uses for something else."""
+    taken = set(avoid) | {port.host for port in wanted if port.host}
+    chosen = {}
+    for port in wanted:
+        pick = port.host or previous.get(port.box, 0)
+        if not port.host and (not pick or pick in taken):
+            pick = port.box if port.box not in taken and is_free(port.box) else free_port()
+            while pick in taken:
+                pick = free_port()
+        taken.add(pick)
+        chosen[port.box] = pick
+    return chosen
+
+
+def fixed_port_taken(spec: Spec, site: Site, port: BoxPort, bind: str) -> DeepboxError:
+    """A "HOST:BOX" entry of `ports` whose host port another program holds."""
+    return DeepboxError(
+        f"Port {port.host} on {bind}, where ports in {spec.source or 'deepbox.toml'} puts box port {port.box}, is "
+        f"already in use by {site.port_holder(port.host)}; stop that program, or change {port.written} there to "
+        f'another host port (for example "{site.free_port(bind)}:{port.box}") or to {port.box} to let deepbox pick one.'
+    )
+
+
+def previous_ports(spec: Spec, site: Site, container: Container | None) -> dict[int, int]:
+    """Box port -> host port the box has now: what its container publishes, or a server box's forwards."""
+    if site.forwards_ports:
+        return ssh.forwards(spec.alias)
+    return {int(box_port.split("/")[0]): host for box_port, host in container.ports.items()} if container else {}
+
+
+def fixed_port_error(spec: Spec, site: Site, previous: dict[int, int]) -> DeepboxError | None:
+    """A fixed host port of `ports` ("8501:8501") that another program holds, where the box's ports are
+    reached (see Site.port_site); None when each is free or the box's own already."""
+    here = site.port_site()
+    bind = "127.0.0.1" if site.forwards_ports else spec.ssh_bind
+    for port in spec.ports:
+        if port.host and previous.get(port.box) != port.host and not here.port_is_free(bind, port.host):
+            return fixed_port_taken(spec, here, port, bind)
+    return None
+
+
+def host_ports(spec: Spec, site: Site, previous: dict[int, int], avoid: set[int], reporter: Reporter) -> dict[int, int]:
+    """The host ports of the box's `ports` where they are reached (see Site.port_site): a fixed one that
+    another program holds is refused, and a box port that could not keep its own number is noted."""
+    error = fixed_port_error(spec, site, previous)
+    if error is not None:
+        raise error
+    here = site.port_site()
+    bind = "127.0.0.1" if site.forwards_ports else spec.ssh_bind
+    chosen = choose_host_ports(
+        spec.ports, previous, lambda number: here.port_is_free(bind, number), lambda: here.free_port(bind), avoid
+    )
+    for box_port, host_port in chosen.items():
+        if host_port != box_port and previous.get(box_port) != host_port:
+            holder = here.port_holder(box_port) if not here.port_is_free(bind, box_port) else "this box"
+            where = "forwarded from" if site.forwards_ports else "published on"
+            reporter.step(
+                f"Note: box port {box_port} is {where} {bind}:{host_port}, since {box_port} is taken by {holder}"
+            )
+    return chosen
 
 
 # up ---------------------------------------------------------------------------------------------
@@ -166,7 +246,19 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
     port = spec.ssh_port or (kept.ports.get(SSH_PORT) if kept is not None else None) or 0
     jupyter_port = kept.ports.get(JUPYTER_PORT) if kept is not None else None
     action = "running"
-    if kept is not None and kept.labels.get(LABEL_RUN) == _run_hash(spec, tag, public_key):
+    # A fixed host port another program holds: refused before the box is touched.
+    taken = fixed_port_error(spec, site, previous_ports(spec, site, existing))
+    if taken is not None:
+        raise taken
+    forwards: tuple[tuple[int, int], ...] = ()
+    if site.forwards_ports and spec.ports:
+        if new_port:
+            ssh.close_master(spec.alias)  # its forwards would hold the ports on this machine
+        previous = previous_ports(spec, site, None) if not new_port else {}
+        forwards = tuple(
+            (local, box_port) for box_port, local in host_ports(spec, site, previous, set(), reporter).items()
+        )
+    if kept is not None and kept.labels.get(LABEL_RUN) == _run_hash(spec, tag, public_key, site.forwards_ports):
         if kept.status != "running":
             reporter.step(f"Starting box '{spec.name}'")
             try:
@@ -185,11 +277,14 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
             if existing.image != tag and existing.image.startswith(f"deepbox/{spec.engine_name}:"):
                 engine.untag(existing.image)  # old images would otherwise pile up with every change
         action = "recreated" if existing is not None else "created"
-        container = _create(engine, site, spec, tag, public_key, port, jupyter_port, reporter)
+        previous = previous_ports(spec, site, kept)
+        container = _create(engine, site, spec, tag, public_key, port, jupyter_port, previous, reporter)
 
     try:
         port = container.ports.get(SSH_PORT) or port
-        endpoint = ssh.Endpoint(spec.alias, site.connect_host(spec.ssh_bind), port, spec.user.name, key, site.jump)
+        endpoint = ssh.Endpoint(
+            spec.alias, site.connect_host(spec.ssh_bind), port, spec.user.name, key, site.jump, forwards
+        )
         ssh.pin_host_key(spec.alias, _host_key(engine, container))
         ssh.write_host(endpoint)
         # The framework check goes through the engine, not SSH: run it while SSH comes up.
@@ -244,7 +339,11 @@ def port_clash(spec: Spec, site: Site, container: Container, engine_error: str =
     port = container.ports.get(box_port, 0)
     if box_port == SSH_PORT and spec.ssh_port:
         return site.port_taken(port, spec.ssh_bind, str(spec.source or "deepbox.toml"))
-    service = "SSH" if box_port == SSH_PORT else "JupyterLab"
+    fixed = next((entry for entry in spec.ports if entry.host == port and _tcp(entry.box) == box_port), None)
+    if fixed is not None:
+        return fixed_port_taken(spec, site, fixed, spec.ssh_bind)
+    services = {SSH_PORT: "SSH", **({JUPYTER_PORT: "JupyterLab"} if spec.jupyter else {})}
+    service = services.get(box_port, f"box port {box_port.split('/')[0]}")
     return DeepboxError(
         f"Port {port} on {spec.ssh_bind}, where box '{spec.name}' publishes {service}, is taken by "
         f"{site.port_holder(port)}; stop that program, or run `deepbox up --new-port` to move the box to free "
@@ -301,8 +400,10 @@ def _create(
     public_key: str,
     port: int,
     jupyter_port: int | None,
+    previous: dict[int, int],
     reporter: Reporter,
 ) -> Container:
+    """previous: box port -> host port of the box this one replaces, kept where they are still free."""
     home_volume, key_volume = volume_names(spec.engine_name)
     labels = {LABEL_BOX: spec.engine_name, LABEL_PROJECT: str(spec.project)}
     engine.volume_ensure(home_volume, labels)
@@ -313,11 +414,15 @@ def _create(
             reporter.step(f"Note: {note}")
     if spec.ssh_port and not site.port_is_free(spec.ssh_bind, spec.ssh_port):
         raise site.port_taken(spec.ssh_port, spec.ssh_bind, str(spec.source or "deepbox.toml"))
+    extra: dict[int, int] = {}
+    if not site.forwards_ports and spec.ports:
+        avoid = {number for number in (port, jupyter_port) if number}
+        extra = host_ports(spec, site, previous, avoid, reporter)
 
-    run_hash = _run_hash(spec, tag, public_key)
+    run_hash = _run_hash(spec, tag, public_key, site.forwards_ports)
     for attempt in range(3):
         chosen = port or site.free_port(spec.ssh_bind)
-        new = _new_container(site, spec, tag, labels, run_hash, public_key, chosen, jupyter_port)
+        new = _new_container(site, spec, tag, labels, run_hash, public_key, chosen, jupyter_port, extra)
         try:
             container = engine.create(new)
         except BaseException:
@@ -330,8 +435,12 @@ def _create(
             return engine.container(container.id) or container
         except PortInUseError as exc:
             engine.remove(container.id)
-            # A port the box had before it was recreated: the same way out as for a stopped box.
-            taken = container.ports.get(clashing_port(str(exc), container.ports))
+            # A port the box had before it was recreated (or a fixed one of `ports`): the same way out as
+            # for a stopped box.
+            box_port = clashing_port(str(exc), container.ports)
+            taken = container.ports.get(box_port)
+            if taken and box_port != SSH_PORT and box_port != JUPYTER_PORT:
+                raise port_clash(spec, site, container, str(exc)) from None
             if taken and not spec.ssh_port and taken in (port, jupyter_port):
                 raise port_clash(spec, site, container, str(exc)) from None
             if spec.ssh_port or attempt == 2:
@@ -384,13 +493,21 @@ def _new_container(
     public_key: str,
     chosen: int,
     jupyter_port: int | None,
+    extra: dict[int, int],
 ) -> NewContainer:
     home_volume, key_volume = volume_names(spec.engine_name)
+    published = {LABEL_PORTS: ",".join(str(box_port) for box_port in extra)} if extra else {}
     return NewContainer(
         image=tag,
         name=spec.container_name,
         hostname=spec.name,
-        labels={**labels, LABEL_SPEC: tag.rsplit(":", 1)[1], LABEL_RUN: run_hash, LABEL_ALIAS: spec.alias},
+        labels={
+            **labels,
+            LABEL_SPEC: tag.rsplit(":", 1)[1],
+            LABEL_RUN: run_hash,
+            LABEL_ALIAS: spec.alias,
+            **published,
+        },
         environment={
             **dict(spec.env),
             "DEEPBOX_AUTHORIZED_KEYS": public_key,
@@ -400,6 +517,7 @@ def _new_container(
         ports={
             SSH_PORT: (spec.ssh_bind, chosen),
             **({JUPYTER_PORT: (spec.ssh_bind, jupyter_port or site.free_port(spec.ssh_bind))} if spec.jupyter else {}),
+            **{_tcp(box_port): (spec.ssh_bind, host_port) for box_port, host_port in extra.items()},
         },
         volumes={home_volume: spec.user.home, key_volume: "/etc/ssh/deepbox"},
         binds=tuple((str(m.host), m.box, m.read_only) for m in spec.mounts),
@@ -491,7 +609,32 @@ def _result(
         notes=notes or [],
         ide_host=site.ide_host(spec.alias, spec.ssh_bind),
         jump=site.jump or "",
+        ports=reached_ports(container, site),
     )
+
+
+def reached_ports(container: Container, site: Site) -> list[ReachedPort]:
+    """The box's `ports` and their URLs on this machine: published by the engine (the container's own
+    record), or, for a server box, forwarded by its ssh alias (the alias's LocalForward lines)."""
+    alias = container.labels.get(LABEL_ALIAS, "")
+    if site.forwards_ports:
+        forwarded = sorted(ssh.forwards(alias).items())
+        return [ReachedPort(b, h, f"http://127.0.0.1:{h}", f"forwarded by ssh {alias}") for b, h in forwarded]
+    host = ssh.host_name(alias) or "127.0.0.1"
+    listed = [int(number) for number in container.labels.get(LABEL_PORTS, "").split(",") if number]
+    return [
+        ReachedPort(
+            box_port, container.ports[_tcp(box_port)], f"http://{host}:{container.ports[_tcp(box_port)]}", "published"
+        )
+        for box_port in listed
+        if _tcp(box_port) in container.ports
+    ]
+
+
+def ports(box: str, site: Site) -> tuple[Container, list[ReachedPort]]:
+    """`deepbox ports`: the box and its ports' URLs."""
+    container = _require(site.engine(), box)
+    return container, reached_ports(container, site)
 
 
 # The other verbs ----------------------------------------------------------------------------------
@@ -565,6 +708,7 @@ def status(site: Site) -> list[BoxStatus]:
                 gpus=container.gpus,
                 host=site.host,
                 engine=where,
+                ports=reached_ports(container, site),
             )
         )
     return sorted(rows, key=lambda row: row.box)

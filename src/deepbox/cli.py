@@ -386,6 +386,17 @@ def _print_up(result: UpResult) -> None:
     )
     if result.jupyter_url:
         console.print(f"JupyterLab: {result.jupyter_url}", soft_wrap=True)
+    for port in result.ports:
+        console.print(f"Port: {port.describe()}", soft_wrap=True)
+    if result.jump and result.ports:
+        console.print(_forward_hint(result.alias), soft_wrap=True)
+
+
+def _forward_hint(alias: str) -> str:
+    return (
+        f"ssh forwards these ports while a session to {alias} is open: `ssh {alias}`, an IDE's, or "
+        "`deepbox ports --forward`."
+    )
 
 
 @cli.command("lock")
@@ -695,6 +706,45 @@ def jupyter(ctx: click.Context, name: str | None) -> None:
     if url is None:
         raise DeepboxError(f"Box '{spec.name}' was started without JupyterLab; run `deepbox up` to recreate it.")
     click.echo(url)
+
+
+@cli.command()
+@click.argument("name", required=False, shell_complete=_complete_boxes)
+@json_option("Print the ports as JSON on stdout.")
+@click.option("--forward", is_flag=True, help="A server box: hold its ports' forwards open until Ctrl-C.")
+@project_option
+@click.pass_context
+def ports(ctx: click.Context, name: str | None, as_json: bool, forward: bool) -> None:
+    """Print the URLs of the box's ports (this project's, or NAME's).
+
+    A box here publishes them; a server box's ssh alias forwards them while an ssh session is open.
+    """
+    from deepbox import box
+    from deepbox.ssh import ssh_base_args
+
+    box_name, site = _target(ctx, name)
+    container, reached = box.ports(box_name, site)
+    alias = container.labels.get(box.LABEL_ALIAS, f"deepbox-{box_name}")
+    if as_json:
+        _emit_json([dataclasses.asdict(port) for port in reached])
+    elif not reached:
+        click.echo(f"Box '{box_name}' has no ports; add ports = [6006] to deepbox.toml and run `deepbox up`.")
+    else:
+        for port in reached:
+            click.echo(port.describe())
+        if site.forwards_ports and not forward:
+            click.echo(_forward_hint(alias))
+        if container.status != "running":
+            click.echo(f"Box '{box_name}' is {container.status}; `deepbox up` starts it.")
+    if not forward:
+        return
+    if not site.forwards_ports:
+        _console().print(f"Box '{box_name}' is on this machine: the engine publishes its ports, nothing to forward.")
+        return
+    _console().print(f"Forwarding through ssh {alias} until Ctrl-C.")
+    args = [*ssh_base_args(), "-N", alias]
+    sys.stdout.flush()
+    os.execvp(args[0], args)  # noqa: S606 - the system ssh holds the forwards
 
 
 @cli.command()

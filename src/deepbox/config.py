@@ -16,7 +16,7 @@ from pathlib import Path
 from types import UnionType
 from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from deepbox import hostos
 from deepbox.errors import ConfigError
@@ -41,6 +41,8 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VERSION = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")
 _CUDA = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_PORT = re.compile(r"^(?:([0-9]+):)?([0-9]+)$")  # "BOX" or "HOST:BOX", as `docker run -p` writes them
+BOX_SSH_PORT, BOX_JUPYTER_PORT = 22, 8888
 
 # The patterns are plain enough to be JSON Schema's too (`deepbox schema`), so editors check them.
 _PATTERNS = {
@@ -172,6 +174,11 @@ class BoxConfig(_Section):
     ide: list[Literal["pycharm", "vscode"]] = Field(default=[], description="IDE files written on every `up`.")
     run: dict[str, RunSettings] = Field(default={}, description="Run/debug configurations for the IDEs, by name.")
     jupyter: bool = Field(default=False, description="Run JupyterLab in the box (published on 127.0.0.1 only).")
+    ports: list[int | str] = Field(
+        default=[],
+        description="Box ports to reach from this machine (TensorBoard, a model server): 6006 on the same host port "
+        'when free, else a free one; "8501:8501" on that host port.',
+    )
     # The framework catalog's settings (see `deepbox catalog`).
     device: Literal["cpu", "cuda"] = Field(default="cpu", description='"cuda": each framework\'s CUDA build.')
     cuda: str = Field(
@@ -259,6 +266,12 @@ class BoxConfig(_Section):
             raise ValueError("must be an absolute path inside the box other than /, such as /workspace")
         return posixpath.normpath(value)
 
+    @field_validator("ports")
+    @classmethod
+    def _valid_ports(cls, value: list[int | str], info: ValidationInfo) -> list[int | str]:
+        parse_ports(value, jupyter=bool(info.data.get("jupyter")))
+        return value
+
     @field_validator("env")
     @classmethod
     def _valid_env(cls, value: dict[str, str]) -> dict[str, str]:
@@ -278,6 +291,51 @@ class Mount:
     host: Path
     box: str
     read_only: bool = False
+
+
+@dataclass(frozen=True)
+class BoxPort:
+    """A box port published to (or forwarded from) this machine: `host` 0 takes the box port's own number
+    when free, else a free one; any other `host` is that port, fixed."""
+
+    box: int
+    host: int = 0
+
+    @property
+    def written(self) -> str:
+        """The entry as deepbox.toml writes it: 6006, or "8501:8501"."""
+        return f'"{self.host}:{self.box}"' if self.host else str(self.box)
+
+
+def parse_ports(entries: list[int | str], *, jupyter: bool = False) -> tuple[BoxPort, ...]:
+    """`ports = [6006, "8501:8501"]` -> BoxPorts; a bad entry is a ValueError whose sentence follows
+    "'ports' " in a config error."""
+    parsed: list[BoxPort] = []
+    for entry in entries:
+        match = _PORT.match(entry) if isinstance(entry, str) else None
+        if isinstance(entry, str) and match is None:
+            raise ValueError(
+                f'has "{entry}", which is neither a box port such as 6006 nor "HOST:BOX" such as "8501:8501"'
+            )
+        # (host, box); None for a host port deepbox picks
+        host, box = (int(match[1]) if match[1] else None, int(match[2])) if match is not None else (None, int(entry))
+        shown = f'"{entry}"' if isinstance(entry, str) else str(entry)
+        if not all(1 <= number <= 65535 for number in (box, *([] if host is None else [host]))):
+            raise ValueError(f"has {shown}, which is not a port: ports are 1 to 65535")
+        port = BoxPort(box=box, host=host or 0)
+        if port.box == BOX_SSH_PORT:
+            raise ValueError(f"has {shown}: box port 22 is the box's SSH, which ssh.port publishes; remove it")
+        if jupyter and port.box == BOX_JUPYTER_PORT:
+            raise ValueError(
+                f"has {shown}: box port 8888 is JupyterLab's, which jupyter = true publishes already "
+                "(`deepbox jupyter` prints its URL); remove it"
+            )
+        if any(other.box == port.box for other in parsed):
+            raise ValueError(f"lists box port {port.box} twice; keep one")
+        if port.host and any(other.host == port.host for other in parsed):
+            raise ValueError(f"puts two box ports on host port {port.host}; give each its own")
+        parsed.append(port)
+    return tuple(parsed)
 
 
 @dataclass(frozen=True)
@@ -327,6 +385,7 @@ class Spec:
     ide: tuple[str, ...] = ()
     run: tuple[RunConfig, ...] = ()
     jupyter: bool = False
+    ports: tuple[BoxPort, ...] = ()  # extra box ports reached from this machine
     device: str = "cpu"
     cuda: str | None = None
     python: str | None = None
@@ -532,6 +591,8 @@ def _problem(path: Path, loc: Loc, error: Any) -> str:
         return f"{where} must be true or false; write it without quotes: {_line(loc, value.lower())}"
     if kind == "list_type" and isinstance(value, str):
         return f"{where} must be a list; write {_line(loc, '[' + json.dumps(value) + ']')}"
+    if kind == "list_type" and isinstance(value, int) and not isinstance(value, bool):
+        return f"{where} must be a list; write {_line(loc, f'[{value}]')}"
     if kind in ("dict_type", "model_type"):
         return f"{where} must be a table; put its keys on the lines after [{_key(path, loc)}]"
     if kind == "missing":
@@ -709,6 +770,13 @@ def resolve(
             raise ConfigError(f"{source}: two mounts use the box path {mount.box}; give each its own path.")
         seen.add(mount.box)
     key = _host_path(config.ssh.key, project) if config.ssh.key else None
+    ports = parse_ports(config.ports, jupyter=config.jupyter)
+    clash = next((port for port in ports if config.ssh.port and port.host == config.ssh.port), None)
+    if clash is not None:
+        raise ConfigError(
+            f"{source}: 'ports' puts box port {clash.box} on host port {clash.host}, which ssh.port = "
+            f"{config.ssh.port} takes for SSH; give one of them another port."
+        )
     try:
         gpus = parse_request(config.gpus, config.device)
     except ConfigError as exc:
@@ -740,6 +808,7 @@ def resolve(
             for name, run in sorted(config.run.items())
         ),
         jupyter=config.jupyter,
+        ports=ports,
         device=config.device,
         cuda=config.cuda,
         python=config.python or None,

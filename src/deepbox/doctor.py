@@ -161,6 +161,24 @@ def live_port_finding(spec: Spec, site: Site, container: Container | None) -> Fi
     return port_finding(spec, free, held, holder)
 
 
+def ports_finding(spec: Spec, site: Site, container: Container | None) -> Finding | None:
+    """The fixed host ports of `ports` ("8501:8501"): free, or the box's own already."""
+    if not spec.ports:
+        return None
+    error = box.fixed_port_error(spec, site, box.previous_ports(spec, site, container))
+    if error is not None:
+        return Finding("ports", "error", error.message)
+    where = "forwarded from this machine's 127.0.0.1" if site.forwards_ports else f"published on {spec.ssh_bind}"
+    fixed = [str(port.host) for port in spec.ports if port.host]
+    many = len(fixed) > 1
+    free = (
+        f"; host port{'s' if many else ''} {', '.join(fixed)} {'are' if many else 'is'} free or the box's own"
+        if fixed
+        else ""
+    )
+    return Finding("ports", "ok", f"Box ports {', '.join(str(p.box) for p in spec.ports)} are {where}{free}.")
+
+
 def gpu_findings(spec: Spec, smi_output: str | None, gpu_runtime: bool) -> list[Finding]:
     """Driver, CUDA and runtime checks. smi_output None: nvidia-smi is not installed or failed."""
     wanted = spec.gpus.wanted or spec.device == "cuda"
@@ -287,7 +305,11 @@ def run(spec: Spec, site: Site) -> list[Finding]:
         return [*findings, live_port_finding(spec, site, None)] if not site.host else findings
     findings = engine_findings(info, spec)
     findings.append(disk_finding(site.free_bytes(info.root_dir), site.describe(info.root_dir), spec.device))
-    findings.append(live_port_finding(spec, site, engine.container(spec.container_name)))
+    container = engine.container(spec.container_name)
+    findings.append(live_port_finding(spec, site, container))
+    extra_ports = ports_finding(spec, site, container)
+    if extra_ports is not None:
+        findings.append(extra_ports)
     base, facts = _base_findings(spec, engine)
     findings += [*base, *settings_findings(spec, facts), *static]
     has_base = facts is not None

@@ -49,6 +49,19 @@ class FrameworkCheck:
 
 
 @dataclass
+class ReachedPort:
+    """A box port (`ports` in deepbox.toml) and where this machine reaches it."""
+
+    box_port: int
+    host_port: int  # on this machine: the published port, or a server box's forward
+    url: str
+    via: str  # how: "published on 127.0.0.1", or the ssh alias that forwards it
+
+    def describe(self) -> str:
+        return f"{self.url}  (box port {self.box_port}, {self.via})"
+
+
+@dataclass
 class UpResult:
     box: str
     alias: str
@@ -68,6 +81,7 @@ class UpResult:
     cuda: str = ""  # the CUDA version its packages carry
     ide_host: str = ""  # what an IDE's own SSH client connects to: the alias for a box behind a jump
     jump: str = ""  # the ProxyJump ([user@]server[:port]) for a box on a server's engine
+    ports: list[ReachedPort] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +104,7 @@ class BoxStatus:
     gpus: str = ""  # what the box asked Docker for: "all", "2", "0,2"; "" for none
     host: str = ""  # the engine's server ("ssh://..."), "" for the local engine
     engine: str = ""  # which engine answered, and how it was reached
+    ports: list[ReachedPort] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -117,6 +117,16 @@ class Site(ABC):
     def describe(self, path: str = "") -> str:
         return path
 
+    @property
+    def forwards_ports(self) -> bool:
+        """True where the box's `ports` are not published but forwarded by its ssh alias (a server box)."""
+        return False
+
+    def port_site(self) -> Site:
+        """Where the box's `ports` are reached: this site, where the engine publishes them; for a server box,
+        this machine, where its ssh alias forwards them from."""
+        return self
+
 
 class LocalSite(Site):
     """This machine: its engine is a local socket (or a Docker context's)."""
@@ -338,6 +348,13 @@ class ServerSite(Site):
 
     def describe(self, path: str = "") -> str:
         return f"{self.host}:{path}" if path else self.host
+
+    @property
+    def forwards_ports(self) -> bool:
+        return True
+
+    def port_site(self) -> Site:
+        return LocalSite(Location(engines.DEFAULT_SOCKET, "this machine"))
 
 
 def site_for(location: Location) -> Site:

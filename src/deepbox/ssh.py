@@ -34,6 +34,7 @@ class Endpoint:
     user: str
     identity: Path
     jump: str | None = None  # [user@]server[:port] for a box on a server's engine
+    forwards: tuple[tuple[int, int], ...] = ()  # (port on this machine, box port): a server box's `ports`
 
 
 # Client keys ----------------------------------------------------------------------------------
@@ -163,6 +164,8 @@ def host_block(endpoint: Endpoint) -> str:
             f"    IdentityFile {_quote(endpoint.identity)}",
             "    IdentitiesOnly yes",
             *([f"    ProxyJump {endpoint.jump}"] if endpoint.jump else []),
+            # Through the box's own sshd, so a program listening on the box's loopback is reached too.
+            *(f"    LocalForward 127.0.0.1:{local} 127.0.0.1:{box_port}" for local, box_port in endpoint.forwards),
             f"    UserKnownHostsFile {_quote(paths.known_hosts())}",
             f"    HostKeyAlias {endpoint.alias}",
             "    StrictHostKeyChecking yes",
@@ -190,6 +193,26 @@ def _blocks(text: str) -> dict[str, str]:
                 blocks[alias] = "\n".join(current) + "\n"
                 current = None
     return blocks
+
+
+def _values(alias: str, keyword: str) -> list[list[str]]:
+    """The arguments of each `keyword` line in the alias's block."""
+    lines = (line.split() for line in _blocks(_read(paths.owned_ssh_config())).get(alias, "").splitlines())
+    return [fields[1:] for fields in lines if fields and fields[0] == keyword]
+
+
+def host_name(alias: str) -> str | None:
+    """Where the alias connects (its HostName); None when deepbox wrote no such alias."""
+    return next((args[0] for args in _values(alias, "HostName") if args), None)
+
+
+def forwards(alias: str) -> dict[int, int]:
+    """Box port -> port on this machine, from the LocalForward lines of the alias's block."""
+    return {
+        int(args[1].rsplit(":", 1)[1]): int(args[0].rsplit(":", 1)[1])
+        for args in _values(alias, "LocalForward")
+        if len(args) == 2
+    }
 
 
 def write_host(endpoint: Endpoint) -> None:
@@ -273,6 +296,8 @@ def probe(alias: str, timeout: float, command: str = "true") -> str:
         "ControlMaster=no",
         "-o",
         "ControlPath=none",
+        "-o",
+        "ClearAllForwardings=yes",  # the alias's forwards belong to the user's sessions, not to this check
         alias,
         command,
     ]

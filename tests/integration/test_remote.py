@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BASE_IMAGE, PREFIX, Project
+from conftest import BASE_IMAGE, PREFIX, Project, deepbox_command
+from test_ports import free_port, http_get, serve
 
 SERVER_DOCKERFILE = f"""\
 FROM {BASE_IMAGE}
@@ -159,7 +160,9 @@ def server_containers(server: Server) -> list[str]:
 
 
 def test_box_on_a_server_end_to_end(server, tmp_path, home, docker_client):
-    project = remote_project(tmp_path, home, "remote", f'host = "{server.url()}"\nframeworks = ["numpy"]')
+    forwarded = free_port()  # a box port whose own number is free on this machine
+    body = f'host = "{server.url()}"\nframeworks = ["numpy"]\nports = [{forwarded}]'
+    project = remote_project(tmp_path, home, "remote", body)
     (project.path / "hello.py").write_text("import numpy, os\nprint('hello', os.getcwd(), numpy.__version__)\n")
     (project.path / ".gitignore").write_text("data/\n")
     (project.path / "data").mkdir()
@@ -192,6 +195,39 @@ def test_box_on_a_server_end_to_end(server, tmp_path, home, docker_client):
     # The box's port is published on the server's loopback only: not on this machine, not without the jump.
     published = server.sh("docker ps --format '{{.Ports}}'")
     assert f"127.0.0.1:{data['port']}->22/tcp" in published
+    assert str(forwarded) not in published  # ports are forwarded by the alias, not published on the server
+
+    # ports: the alias forwards this machine's 127.0.0.1:PORT through the box's sshd while a session is open
+    # (the ControlMaster the commands above opened), so a server on the box's own loopback is reached too.
+    assert data["ports"] == [
+        {
+            "box_port": forwarded,
+            "host_port": forwarded,
+            "url": f"http://127.0.0.1:{forwarded}",
+            "via": f"forwarded by ssh {project.alias}",
+        }
+    ]
+    assert f"    LocalForward 127.0.0.1:{forwarded} 127.0.0.1:{forwarded}\n" in block
+    serve(project, forwarded, "remote-tensorboard", bind="127.0.0.1")
+    assert http_get(f"http://127.0.0.1:{forwarded}/").strip() == "remote-tensorboard"
+    listed = project.deepbox("ports")
+    assert listed.code == 0, listed.err
+    assert listed.out.splitlines() == [
+        f"http://127.0.0.1:{forwarded}  (box port {forwarded}, forwarded by ssh {project.alias})",
+        f"ssh forwards these ports while a session to {project.alias} is open: `ssh {project.alias}`, an IDE's, "
+        "or `deepbox ports --forward`.",
+    ]
+    # Without a session nothing listens here; `deepbox ports --forward` holds one open until stopped.
+    ssh_config = str(home / ".ssh" / "config")
+    subprocess.run(["ssh", "-F", ssh_config, "-O", "exit", project.alias], capture_output=True, check=False)
+    with pytest.raises(OSError):
+        http_get(f"http://127.0.0.1:{forwarded}/", timeout=0)
+    holding = subprocess.Popen(deepbox_command(project.path, "ports", "--forward"), stdout=subprocess.DEVNULL)
+    try:
+        assert http_get(f"http://127.0.0.1:{forwarded}/").strip() == "remote-tensorboard"
+    finally:
+        holding.terminate()
+        holding.wait(timeout=10)
     direct = project.ssh("true", "-o", "ProxyJump=none", "-o", "ControlPath=none", "-o", "ConnectTimeout=5")
     assert direct.code != 0
     outer = docker_client.containers.get(server.container.name).attrs["NetworkSettings"]["Ports"]

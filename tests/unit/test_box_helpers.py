@@ -96,6 +96,7 @@ class FakeEngine:
 
 class FakeSite:
     host = ""
+    forwards_ports = False
 
     def __init__(self, containers):
         self._engine = FakeEngine(containers)
