@@ -94,6 +94,9 @@ class UserSettings(_Section):
     name: str | None = Field(default=None, description="The box user's name (not root).", **_pattern("user_name"))
     uid: int | None = Field(default=None, ge=1, le=2**31 - 1, description="The box user's UID.")
     gid: int | None = Field(default=None, ge=0, le=2**31 - 1, description="The box user's GID.")
+    sudo: bool = Field(
+        default=False, description="Passwordless sudo for the box user (root in the box can write mounted folders)."
+    )
 
     @field_validator("name")
     @classmethod
@@ -335,6 +338,7 @@ class Spec:
     server_home: str = ""  # the server user's home (remote boxes only)
     user_configured: bool = False  # [user] was set, so no engine may choose another box user
     user_namespace: str = ""  # "keep-id" on rootless Podman: the host user keeps its UID in the box
+    sudo: bool = False  # [user] sudo: passwordless sudo for the box user
 
     @property
     def framework_names(self) -> tuple[str, ...]:
@@ -707,6 +711,7 @@ def resolve(
         user_configured=bool(config.user.name or config.user.uid or config.user.gid is not None),
         remote_path=remote_path,
         server_home=server.home if server else "",
+        sudo=config.user.sudo,
     )
 
 

@@ -65,3 +65,7 @@ COPY deepbox/lock/installed.txt /tmp/deepbox-lock/installed.txt
 RUN uv pip list --format freeze | awk -F'==' '{ name = tolower($1); gsub(/[-_.]+/, "-", name); print name "==" $2 }' | grep -v -E '^(pip|setuptools|wheel|pkg-resources|uv)==' | LC_ALL=C sort \
  | diff /tmp/deepbox-lock/installed.txt - \
  || { echo 'deepbox: the environment differs from deepbox.lock (< missing, > extra)' >&2; exit 1; }
+
+# No sudo for the box user ([user] sudo = false): a stand-in says how to turn it on.
+COPY deepbox/sudo-off.sh /usr/local/bin/sudo
+RUN rm -f /etc/sudoers.d/deepbox
