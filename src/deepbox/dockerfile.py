@@ -32,6 +32,9 @@ UNREAD_BASE = "The base image was not read (no engine, or not pulled yet): `deep
 UNLOCKED = "Not locked: installs what the specifiers resolve to today; `deepbox lock` pins every package."
 WHEELS = "/tmp/deepbox-wheels"  # noqa: S108 - local wheel folders in the image, while building
 LOCKED = "/tmp/deepbox-lock"  # noqa: S108 - the lock's parts in the image, while building
+# What the box's venv holds as built (name==version a line, deepbox's own tools left out): the image keeps
+# it, so `deepbox status NAME` can tell what was installed in the box since.
+INSTALLED = f"{LIB}/installed.txt"
 # What making the venv and seeding uv put in it besides the lock (Debian's and Ubuntu's ensurepip add
 # a pkg-resources 0.0.0 stand-in).
 SEEDED = ("pip", "setuptools", "wheel", "pkg-resources", "uv")
@@ -489,9 +492,9 @@ class _Installs:
         return [
             "",
             "# The environment equals the lock: every locked package, nothing else.",
-            f"COPY deepbox/lock/installed.txt {LOCKED}/installed.txt",
+            f"COPY deepbox/lock/installed.txt {INSTALLED}",
             f"RUN uv pip list --format freeze | {normalized} | grep -v -E '^({'|'.join(tools)})==' | LC_ALL=C sort \\",
-            f" | diff {LOCKED}/installed.txt - \\",
+            f" | diff {INSTALLED} - \\",
             " || { echo 'deepbox: the environment differs from deepbox.lock (< missing, > extra)' >&2; exit 1; }",
         ]
 
