@@ -330,21 +330,25 @@ def init(ctx: click.Context, force: bool) -> None:
     is_flag=True,
     help="Move the box to free ports (another program took its own); the ssh alias and IDE files follow.",
 )
+@click.option("--dotfiles", "dotfiles_again", is_flag=True, help="Install the dotfiles setting in the box again.")
 @project_option
 @click.pass_context
-def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool) -> None:
+def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool, dotfiles_again: bool) -> None:
     """Build (or reuse) the box, start it and check it over SSH.
 
     Locks the packages when needed, builds the image when the spec changed, starts the container, waits
     for SSH and checks that the frameworks import. --new-port moves a box whose port another program took.
     """
-    from deepbox import box
+    from deepbox import box, dotfiles
 
-    spec, site = _spec(ctx, bind=True)
+    spec, site = _spec(ctx)
+    dotfiles.check_setting(spec, again=dotfiles_again)
+    spec = site.bind(spec)
     result = box.up(spec, site, ConsoleReporter(), frozen=frozen, new_port=new_port)
     written = _write_ide_files(spec, result)
+    installed = dotfiles.ensure(spec, site, ConsoleReporter(), again=dotfiles_again)
     if as_json:
-        _emit_json({**result.as_dict(), "ide_files": [str(path) for path in written]})
+        _emit_json({**result.as_dict(), "ide_files": [str(path) for path in written], "dotfiles": installed})
         return
     _print_up(result)
     for path in written:

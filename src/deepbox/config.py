@@ -203,6 +203,11 @@ class BoxConfig(_Section):
     remote_path: str = Field(
         default="~/deepbox/{box}", description="The project's folder on the server (`deepbox sync` fills it)."
     )
+    dotfiles: str = Field(
+        default="",
+        description="Your dotfiles repository (a git URL or a local path), installed in the box's home on first "
+        "`up`; `up --dotfiles` installs it again.",
+    )
 
     @field_validator("python")
     @classmethod
@@ -339,6 +344,7 @@ class Spec:
     user_configured: bool = False  # [user] was set, so no engine may choose another box user
     user_namespace: str = ""  # "keep-id" on rootless Podman: the host user keeps its UID in the box
     sudo: bool = False  # [user] sudo: passwordless sudo for the box user
+    dotfiles: str = ""  # the dotfiles repository as written: a git URL or a path on this machine
 
     @property
     def framework_names(self) -> tuple[str, ...]:
@@ -712,6 +718,7 @@ def resolve(
         remote_path=remote_path,
         server_home=server.home if server else "",
         sudo=config.user.sudo,
+        dotfiles=config.dotfiles,
     )
 
 
