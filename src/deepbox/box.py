@@ -21,7 +21,7 @@ from typing import IO, Protocol
 
 from filelock import FileLock, Timeout
 
-from deepbox import baseimage, catalog, gpu, lock, paths, ssh, state
+from deepbox import baseimage, catalog, drift, gpu, lock, paths, ssh, state
 from deepbox.config import BoxPort, Spec
 from deepbox.dockerfile import VENV, plan_for, render
 from deepbox.engine import (
@@ -687,11 +687,13 @@ def rm(box: str, volumes: bool, site: Site, reporter: Reporter) -> list[str]:
         return removed
 
 
-def status(site: Site) -> list[BoxStatus]:
+def status(site: Site, name: str | None = None) -> list[BoxStatus]:
+    """Every box on the engine, quickly (no command runs in them); or box NAME alone, with how its
+    packages differ from deepbox.lock when it runs (one command in the box)."""
     engine = site.engine()
     where = engine.info().describe()
     rows = []
-    for container in engine.boxes():
+    for container in engine.boxes() if name is None else [_require(engine, name)]:
         uptime = None
         if container.status == "running" and container.started_at:
             started = datetime.fromisoformat(container.started_at[:26].rstrip("Z") + "+00:00")
@@ -709,6 +711,7 @@ def status(site: Site) -> list[BoxStatus]:
                 host=site.host,
                 engine=where,
                 ports=reached_ports(container, site),
+                drift=drift.check(engine, container) if name is not None and container.status == "running" else None,
             )
         )
     return sorted(rows, key=lambda row: row.box)

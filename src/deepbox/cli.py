@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from deepbox.config import BoxConfig, Spec
     from deepbox.engine import Location
-    from deepbox.model import BuildContext, UpResult
+    from deepbox.model import BoxStatus, BuildContext, UpResult
     from deepbox.site import Site
 
 
@@ -330,21 +330,25 @@ def init(ctx: click.Context, force: bool) -> None:
     is_flag=True,
     help="Move the box to free ports (another program took its own); the ssh alias and IDE files follow.",
 )
+@click.option("--dotfiles", "dotfiles_again", is_flag=True, help="Install the dotfiles setting in the box again.")
 @project_option
 @click.pass_context
-def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool) -> None:
+def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool, dotfiles_again: bool) -> None:
     """Build (or reuse) the box, start it and check it over SSH.
 
     Locks the packages when needed, builds the image when the spec changed, starts the container, waits
     for SSH and checks that the frameworks import. --new-port moves a box whose port another program took.
     """
-    from deepbox import box
+    from deepbox import box, dotfiles
 
-    spec, site = _spec(ctx, bind=True)
+    spec, site = _spec(ctx)
+    dotfiles.check_setting(spec, again=dotfiles_again)
+    spec = site.bind(spec)
     result = box.up(spec, site, ConsoleReporter(), frozen=frozen, new_port=new_port)
     written = _write_ide_files(spec, result)
+    installed = dotfiles.ensure(spec, site, ConsoleReporter(), again=dotfiles_again)
     if as_json:
-        _emit_json({**result.as_dict(), "ide_files": [str(path) for path in written]})
+        _emit_json({**result.as_dict(), "ide_files": [str(path) for path in written], "dotfiles": installed})
         return
     _print_up(result)
     for path in written:
@@ -471,16 +475,26 @@ def rm(ctx: click.Context, name: str | None, volumes: bool) -> None:
 
 
 @cli.command()
+@click.argument("name", required=False, shell_complete=_complete_boxes)
 @json_option("Print the boxes as JSON on stdout.")
 @click.option("--all-hosts", is_flag=True, help="Also list the boxes on every server you ran `up` on.")
 @project_option
 @click.pass_context
-def status(ctx: click.Context, as_json: bool, all_hosts: bool) -> None:
-    """List the boxes: state, image, port, GPUs, project, uptime."""
+def status(ctx: click.Context, name: str | None, as_json: bool, all_hosts: bool) -> None:
+    """List the boxes: state, image, port, GPUs, project, uptime.
+
+    With NAME, that box alone, and the Python packages installed or changed in it since deepbox
+    installed them from deepbox.lock.
+    """
     from deepbox import box
     from deepbox.errors import DeepboxError
 
-    if not all_hosts:
+    if name is not None:
+        if all_hosts:
+            raise click.UsageError("NAME and --all-hosts do not go together.")
+        box_name, site = _target(ctx, name)
+        rows = box.status(site, box_name)
+    elif not all_hosts:
         rows = box.status(_status_site(ctx))
     else:
         rows = []
@@ -521,8 +535,23 @@ def status(ctx: click.Context, as_json: bool, all_hosts: bool) -> None:
     if rows:
         table.caption = "Engine: " + "; ".join(dict.fromkeys(row.engine for row in rows))
         _console(stderr=False).print(table)
+        if name is not None:
+            _print_drift(rows[0])
     else:
         click.echo("No boxes yet: run `deepbox up` in a project folder.")
+
+
+def _print_drift(row: BoxStatus) -> None:
+    """`status NAME`: how the box's packages differ from deepbox.lock, or why that was not checked."""
+    from deepbox import drift
+
+    if row.drift is not None:
+        line = drift.sentence(row.box, row.drift)
+    elif row.state != "running":
+        line = f"Box '{row.box}' is not running, so its packages were not compared with deepbox.lock."
+    else:
+        line = f"Box '{row.box}' keeps no list of the packages deepbox installed, so they were not compared."
+    _console(stderr=False).print(line, soft_wrap=True)
 
 
 def _duration(seconds: int | None) -> str:

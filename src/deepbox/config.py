@@ -96,6 +96,9 @@ class UserSettings(_Section):
     name: str | None = Field(default=None, description="The box user's name (not root).", **_pattern("user_name"))
     uid: int | None = Field(default=None, ge=1, le=2**31 - 1, description="The box user's UID.")
     gid: int | None = Field(default=None, ge=0, le=2**31 - 1, description="The box user's GID.")
+    sudo: bool = Field(
+        default=False, description="Passwordless sudo for the box user (root in the box can write mounted folders)."
+    )
 
     @field_validator("name")
     @classmethod
@@ -210,6 +213,11 @@ class BoxConfig(_Section):
     context: str = Field(default="", description="A Docker context (`docker context ls`) whose engine to use.")
     remote_path: str = Field(
         default="~/deepbox/{box}", description="The project's folder on the server (`deepbox sync` fills it)."
+    )
+    dotfiles: str = Field(
+        default="",
+        description="Your dotfiles repository (a git URL or a local path), installed in the box's home on first "
+        "`up`; `up --dotfiles` installs it again.",
     )
 
     @field_validator("python")
@@ -398,6 +406,8 @@ class Spec:
     server_home: str = ""  # the server user's home (remote boxes only)
     user_configured: bool = False  # [user] was set, so no engine may choose another box user
     user_namespace: str = ""  # "keep-id" on rootless Podman: the host user keeps its UID in the box
+    sudo: bool = False  # [user] sudo: passwordless sudo for the box user
+    dotfiles: str = ""  # the dotfiles repository as written: a git URL or a path on this machine
 
     @property
     def framework_names(self) -> tuple[str, ...]:
@@ -820,6 +830,8 @@ def resolve(
         user_configured=bool(config.user.name or config.user.uid or config.user.gid is not None),
         remote_path=remote_path,
         server_home=server.home if server else "",
+        sudo=config.user.sudo,
+        dotfiles=config.dotfiles,
     )
 
 

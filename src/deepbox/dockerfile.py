@@ -32,6 +32,9 @@ UNREAD_BASE = "The base image was not read (no engine, or not pulled yet): `deep
 UNLOCKED = "Not locked: installs what the specifiers resolve to today; `deepbox lock` pins every package."
 WHEELS = "/tmp/deepbox-wheels"  # noqa: S108 - local wheel folders in the image, while building
 LOCKED = "/tmp/deepbox-lock"  # noqa: S108 - the lock's parts in the image, while building
+# What the box's venv holds as built (name==version a line, deepbox's own tools left out): the image keeps
+# it, so `deepbox status NAME` can tell what was installed in the box since.
+INSTALLED = f"{LIB}/installed.txt"
 # What making the venv and seeding uv put in it besides the lock (Debian's and Ubuntu's ensurepip add
 # a pkg-resources 0.0.0 stand-in).
 SEEDED = ("pip", "setuptools", "wheel", "pkg-resources", "uv")
@@ -184,6 +187,7 @@ def render(
     exactly; without one, the Dockerfile installs from the requirement specifiers and says so)."""
     if plan is None:
         plan = plan_for(spec, facts, cuda_major=lock.cuda_major if lock is not None else None)
+    user = spec.user
     files: dict[str, bytes] = {
         "deepbox/sshd_config": sshd_config(spec).encode(),
         "deepbox/entrypoint.sh": _asset("entrypoint.sh").encode(),
@@ -192,6 +196,8 @@ def render(
     }
     if spec.jupyter:
         files["deepbox/jupyter.sh"] = _asset("jupyter.sh").encode()
+    if not spec.sudo and user.uid != 0:
+        files["deepbox/sudo-off.sh"] = _asset("sudo-off.sh").encode()
     for index, cert in enumerate(spec.ca_certificates):
         content = _read_host_file(cert, "CA certificate file", spec.source, "fix the path in build.ca_certificates")
         if b"PRIVATE KEY" in content:
@@ -201,7 +207,6 @@ def render(
             )
         files[f"deepbox/certs/extra-{index}.crt"] = content
 
-    user = spec.user
     notes = [] if facts else [f"# {UNREAD_BASE}"]
     if lock is None:
         notes.append(f"# {UNLOCKED}")
@@ -282,7 +287,49 @@ def render(
     if spec.apt:
         lines += ["", "# The project's own system packages.", _apt_install(spec.apt)]
     lines += installs.project()
+    lines += _sudo_lines(spec)
     return BuildContext("\n".join(lines) + "\n", files)
+
+
+SUDOERS = "/etc/sudoers.d/deepbox"
+SUDO_STUB = "/usr/local/bin/sudo"
+
+
+def _sudo_lines(spec: Spec) -> list[str]:
+    """[user] sudo, the very last layer: switching it rebuilds only this one. On, the sudo package and a
+    checked sudoers entry; off, a stand-in `sudo` that says how to turn it on. A root box user needs
+    neither (with sudo on, the package is still installed for scripts that call sudo)."""
+    user = spec.user
+    if spec.sudo:
+        grant = (
+            [
+                f"printf '%s\\n' {shlex.quote(f'{user.name} ALL=(ALL) NOPASSWD:ALL')} >{SUDOERS}",
+                f"chmod 0440 {SUDOERS}",
+                f"visudo -cf {SUDOERS}",
+            ]
+            if user.uid != 0
+            else []
+        )
+        return [
+            "",
+            "# Passwordless sudo for the box user ([user] sudo = true), last: switching it rebuilds only this layer.",
+            "# Containers may not raise RLIMIT_CORE, which sudo would try (and warn about) on every call.",
+            _run(
+                "apt-get update",
+                "apt-get install -y --no-install-recommends sudo",
+                f"rm -rf /var/lib/apt/lists/* {SUDO_STUB}",
+                "echo 'Set disable_coredump false' >>/etc/sudo.conf",
+                *grant,
+            ),
+        ]
+    if user.uid == 0:
+        return []
+    return [
+        "",
+        "# No sudo for the box user ([user] sudo = false): a stand-in says how to turn it on.",
+        f"COPY deepbox/sudo-off.sh {SUDO_STUB}",
+        f"RUN rm -f {SUDOERS}",
+    ]
 
 
 def _local_path(url: str) -> str | None:
@@ -445,9 +492,9 @@ class _Installs:
         return [
             "",
             "# The environment equals the lock: every locked package, nothing else.",
-            f"COPY deepbox/lock/installed.txt {LOCKED}/installed.txt",
+            f"COPY deepbox/lock/installed.txt {INSTALLED}",
             f"RUN uv pip list --format freeze | {normalized} | grep -v -E '^({'|'.join(tools)})==' | LC_ALL=C sort \\",
-            f" | diff {LOCKED}/installed.txt - \\",
+            f" | diff {INSTALLED} - \\",
             " || { echo 'deepbox: the environment differs from deepbox.lock (< missing, > extra)' >&2; exit 1; }",
         ]
 

@@ -92,6 +92,27 @@ class UpResult:
         return shlex.join(["ssh", *jump, "-p", str(self.port), "-i", self.key, f"{self.user}@{self.host}"])
 
 
+@dataclass(frozen=True)
+class Drift:
+    """How a running box's Python packages differ from what deepbox installed from deepbox.lock."""
+
+    added: dict[str, str] = field(default_factory=dict)  # name -> version
+    changed: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (locked, installed)
+    removed: dict[str, str] = field(default_factory=dict)  # name -> locked version
+
+    @property
+    def count(self) -> int:
+        return len(self.added) + len(self.changed) + len(self.removed)
+
+    def items(self) -> list[str]:
+        """'added tinypkg 0.1.0', 'changed six (1.16.0 -> 1.17.0)', 'removed tqdm 4.67.1'."""
+        return [
+            *(f"added {name} {version}" for name, version in sorted(self.added.items())),
+            *(f"changed {name} ({old} -> {new})" for name, (old, new) in sorted(self.changed.items())),
+            *(f"removed {name} {version}" for name, version in sorted(self.removed.items())),
+        ]
+
+
 @dataclass
 class BoxStatus:
     box: str
@@ -105,6 +126,7 @@ class BoxStatus:
     host: str = ""  # the engine's server ("ssh://..."), "" for the local engine
     engine: str = ""  # which engine answered, and how it was reached
     ports: list[ReachedPort] = field(default_factory=list)
+    drift: Drift | None = None  # `status NAME` of a running box only: its packages against deepbox.lock
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

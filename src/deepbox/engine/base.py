@@ -188,6 +188,10 @@ class Engine(ABC):
     def logs(self, container: Container, follow: bool, tail: int | str = "all") -> Iterator[bytes]: ...
 
     @abstractmethod
+    def put_archive(self, container: Container, path: str, archive: bytes) -> None:
+        """Unpack a tar archive into folder `path` of the running container (its files become root's)."""
+
+    @abstractmethod
     def run_once(
         self,
         image: str,

@@ -423,6 +423,10 @@ class DockerEngine(Engine):
             else:
                 yield self.client.api.logs(container.id, tail=tail)
 
+    def put_archive(self, container: Container, path: str, archive: bytes) -> None:
+        with self._translated(f"copy files into {container.name}"):
+            self.client.api.put_archive(container.id, path, archive)
+
     def run_once(
         self,
         image: str,

@@ -61,7 +61,11 @@ RUN uv pip install --no-deps --require-hashes -r /tmp/deepbox-lock/5-requirement
 USER root
 
 # The environment equals the lock: every locked package, nothing else.
-COPY deepbox/lock/installed.txt /tmp/deepbox-lock/installed.txt
+COPY deepbox/lock/installed.txt /usr/local/lib/deepbox/installed.txt
 RUN uv pip list --format freeze | awk -F'==' '{ name = tolower($1); gsub(/[-_.]+/, "-", name); print name "==" $2 }' | grep -v -E '^(pip|setuptools|wheel|pkg-resources|uv)==' | LC_ALL=C sort \
- | diff /tmp/deepbox-lock/installed.txt - \
+ | diff /usr/local/lib/deepbox/installed.txt - \
  || { echo 'deepbox: the environment differs from deepbox.lock (< missing, > extra)' >&2; exit 1; }
+
+# No sudo for the box user ([user] sudo = false): a stand-in says how to turn it on.
+COPY deepbox/sudo-off.sh /usr/local/bin/sudo
+RUN rm -f /etc/sudoers.d/deepbox

@@ -50,3 +50,7 @@ CMD []
 USER 4321:4322
 RUN uv pip install --extra-index-url https://download.pytorch.org/whl/cpu rich
 USER root
+
+# No sudo for the box user ([user] sudo = false): a stand-in says how to turn it on.
+COPY deepbox/sudo-off.sh /usr/local/bin/sudo
+RUN rm -f /etc/sudoers.d/deepbox
