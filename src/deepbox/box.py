@@ -21,7 +21,7 @@ from typing import IO, Protocol
 
 from filelock import FileLock, Timeout
 
-from deepbox import baseimage, catalog, drift, gpu, lock, paths, ssh, state
+from deepbox import baseimage, boxsecrets, catalog, drift, gpu, lock, paths, ssh, state
 from deepbox.config import BoxPort, Spec
 from deepbox.dockerfile import VENV, plan_for, render
 from deepbox.engine import (
@@ -43,6 +43,7 @@ from deepbox.verify import verify
 
 HOST_KEY = "/etc/ssh/deepbox/ssh_host_ed25519_key.pub"
 SSHD_NOTES = "/run/deepbox/notes"  # written by the box's sshd-config.sh
+JUPYTER_TOKEN_FILE = "/run/deepbox/jupyter-token"  # noqa: S105 - a path, read by the box's deepbox-jupyter
 READY_TIMEOUT = 90.0
 BOOTSTRAP_HINT = "deepbox base bootstrap --tag {tag}"
 SSH_PORT, JUPYTER_PORT = "22/tcp", "8888/tcp"
@@ -218,6 +219,8 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
     # Unknown, refused or conflicting frameworks fail here, before any engine call; versions, Python
     # and CUDA are checked against what the base image has, once it is read.
     _check_settings(spec)
+    # A missing secrets file or variable stops `up` here, before anything is built or started.
+    secrets = boxsecrets.read(spec)
     bind_error = site.bind_error(spec.ssh_bind, str(spec.source or "deepbox.toml"))
     if bind_error is not None:
         raise bind_error
@@ -286,6 +289,7 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
             spec.alias, site.connect_host(spec.ssh_bind), port, spec.user.name, key, site.jump, forwards
         )
         ssh.pin_host_key(spec.alias, _host_key(engine, container))
+        _hand_over(engine, container, spec, secrets, reporter)
         ssh.write_host(endpoint)
         # The framework check goes through the engine, not SSH: run it while SSH comes up.
         reporter.step(f"Waiting for SSH on {endpoint.host}:{port} and checking frameworks inside the box")
@@ -321,6 +325,18 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
     result.lock = locked.key
     result.cuda = locked.cuda
     return result
+
+
+def _hand_over(engine: Engine, container: Container, spec: Spec, secrets: dict[str, str], reporter: Reporter) -> None:
+    """The secrets and the Jupyter token, written into the box's /run/deepbox tmpfs on every `up`: the
+    tmpfs is emptied whenever the box stops, and a changed secret arrives without recreating the box."""
+    if secrets:
+        reporter.step(f"Handing the box its secrets: {', '.join(sorted(secrets))}")
+    owner = (spec.user.uid, spec.user.gid)
+    # Written even when empty: the box's shells tell a box the engine restarted (no file) from one without secrets.
+    engine.write_file(container, boxsecrets.BOX_FILE, boxsecrets.box_file(secrets), owner, 0o400)
+    if spec.jupyter:
+        engine.write_file(container, JUPYTER_TOKEN_FILE, state.jupyter_token(spec.name).encode(), owner, 0o400)
 
 
 def clashing_port(engine_error: str, ports: dict[str, int]) -> str:
@@ -512,7 +528,8 @@ def _new_container(
             **dict(spec.env),
             "DEEPBOX_AUTHORIZED_KEYS": public_key,
             "DEEPBOX_SESSION_ENV": " ".join(name for name, _ in spec.env),
-            **({"DEEPBOX_JUPYTER_TOKEN": state.jupyter_token(spec.name)} if spec.jupyter else {}),
+            # Only that JupyterLab runs: its token, like the secrets, is handed over on the tmpfs.
+            **({"DEEPBOX_JUPYTER": "1"} if spec.jupyter else {}),
         },
         ports={
             SSH_PORT: (spec.ssh_bind, chosen),
@@ -521,7 +538,8 @@ def _new_container(
         },
         volumes={home_volume: spec.user.home, key_volume: "/etc/ssh/deepbox"},
         binds=tuple((str(m.host), m.box, m.read_only) for m in spec.mounts),
-        # authorized_keys lives on a tmpfs: never in the container layer, so never in a snapshot.
+        # authorized_keys, the secrets and the Jupyter token live on a tmpfs: never in the container
+        # layer, so never in a snapshot.
         tmpfs={"/run/deepbox": "mode=0755"},
         shm_size=spec.shm_size,
         gpus=spec.gpus,
@@ -718,9 +736,10 @@ def status(site: Site, name: str | None = None) -> list[BoxStatus]:
 
 
 def snapshot(box: str, tag: str, site: Site, reporter: Reporter) -> str:
-    """Commit the box to an image usable as `base = TAG`. Keys never end up in it: host keys and the
-    home are volumes, authorized_keys is on a tmpfs, and none of those are committed. The run-time
-    environment (public key, Jupyter token, the project's [env]) is blanked, since commit copies it."""
+    """Commit the box to an image usable as `base = TAG`. Keys and secrets never end up in it: host keys
+    and the home are volumes, authorized_keys, the secrets and the Jupyter token are on a tmpfs, and none
+    of those are committed. The run-time environment (public key, the project's [env]) is blanked, since
+    commit copies it."""
     engine = site.engine()
     container = _require(engine, box)
     reporter.step(f"Committing box '{box}' to {tag}")

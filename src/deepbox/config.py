@@ -16,7 +16,7 @@ from pathlib import Path
 from types import UnionType
 from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from deepbox import hostos
 from deepbox.errors import ConfigError
@@ -125,6 +125,59 @@ class BuildSettings(_Section):
     network: str | None = Field(default=None, description='The Docker network used while building, e.g. "host".')
 
 
+class SecretFromEnv(_Section):
+    """A secret taken from deepbox's own environment when `deepbox up` runs: `HF_TOKEN = { env = "HF_TOKEN" }`."""
+
+    env: str = Field(
+        description="The variable on this machine that holds the value.",
+        json_schema_extra={"pattern": _ENV_NAME.pattern},
+    )
+
+
+class SecretsSettings(_Section):
+    """[secrets]: values for the box's ssh sessions and processes that no image, snapshot, log or
+    `docker inspect` shows. deepbox.toml says only where each value comes from."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, SecretFromEnv] = Field(init=False)  # NAME = { env = "VAR" }
+
+    env_file: str | None = Field(
+        default=None,
+        description="A file of NAME=value lines on this machine, outside the project (or git-ignored), e.g. "
+        '"~/.config/deepbox/NAME.env".',
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sources_only(cls, data: Any) -> Any:
+        # Said here, before pydantic's own checks, so a value written in by mistake is never echoed back.
+        if not isinstance(data, dict):
+            return data
+        for name, source in data.items():
+            if name == "env_file":
+                continue
+            if not _ENV_NAME.match(name):
+                raise ValueError(
+                    f"has {name!r}, which is not an environment variable name (letters, digits and _, "
+                    "not starting with a digit)"
+                )
+            if not isinstance(source, dict) and difflib.get_close_matches(name, ["env_file"], cutoff=0.8):
+                raise ValueError(f"has {name!r}; did you mean 'env_file'?")
+            if not isinstance(source, dict):
+                raise ValueError(
+                    f"holds a value for {name}, but secret values never go in this file: write "
+                    f'{name} = {{ env = "{name}" }} to take it from your environment at `deepbox up`, or put it '
+                    "in the file that env_file names"
+                )
+            variable = source.get("env")
+            if set(source) != {"env"} or not isinstance(variable, str) or not _ENV_NAME.match(variable):
+                raise ValueError(
+                    f'has {name} without its source; write {name} = {{ env = "VARIABLE" }}, VARIABLE being '
+                    "the variable on this machine that holds the value"
+                )
+        return data
+
+
 class RunSettings(_Section):
     """A run/debug configuration for the IDEs: `[run.train] script = "train.py"`."""
 
@@ -171,6 +224,7 @@ class BoxConfig(_Section):
         description="Environment variables in the box, for SSH sessions too.",
         json_schema_extra={"propertyNames": {"pattern": _ENV_NAME.pattern}},
     )
+    secrets: SecretsSettings = SecretsSettings()
     ssh: SshSettings = SshSettings()
     user: UserSettings = UserSettings()
     build: BuildSettings = BuildSettings()
@@ -408,6 +462,9 @@ class Spec:
     user_namespace: str = ""  # "keep-id" on rootless Podman: the host user keeps its UID in the box
     sudo: bool = False  # [user] sudo: passwordless sudo for the box user
     dotfiles: str = ""  # the dotfiles repository as written: a git URL or a path on this machine
+    # [secrets]: where the values come from (read at `up`, never kept here): a file, and NAME -> variable.
+    secrets_file: Path | None = None
+    secrets_from_env: tuple[tuple[str, str], ...] = ()
 
     @property
     def framework_names(self) -> tuple[str, ...]:
@@ -832,6 +889,10 @@ def resolve(
         server_home=server.home if server else "",
         sudo=config.user.sudo,
         dotfiles=config.dotfiles,
+        secrets_file=_host_path(config.secrets.env_file, project) if config.secrets.env_file else None,
+        secrets_from_env=tuple(
+            sorted((name, source.env) for name, source in (config.secrets.model_extra or {}).items())
+        ),
     )
 
 

@@ -193,6 +193,7 @@ def render(
         "deepbox/entrypoint.sh": _asset("entrypoint.sh").encode(),
         "deepbox/sshd-config.sh": _asset("sshd-config.sh").encode(),
         "deepbox/create-user.sh": _asset("create-user.sh").encode(),
+        "deepbox/secrets.sh": _asset("secrets.sh").encode(),
     }
     if spec.jupyter:
         files["deepbox/jupyter.sh"] = _asset("jupyter.sh").encode()
@@ -277,6 +278,10 @@ def render(
         "COPY deepbox/sshd_config /etc/ssh/sshd_config",
         f"COPY deepbox/sshd-config.sh {LIB}/sshd-config.sh",
         "COPY deepbox/entrypoint.sh /usr/local/bin/deepbox-entrypoint",
+        "# The secrets `deepbox up` hands over, for login shells and (first line of bash.bashrc) ssh commands.",
+        "COPY deepbox/secrets.sh /etc/profile.d/deepbox-secrets.sh",
+        "RUN grep -qs deepbox-secrets /etc/bash.bashrc || { { echo '. /etc/profile.d/deepbox-secrets.sh'; "
+        "cat /etc/bash.bashrc 2>/dev/null || true; } >/tmp/bash.bashrc && mv /tmp/bash.bashrc /etc/bash.bashrc; }",
         *(["COPY deepbox/jupyter.sh /usr/local/bin/deepbox-jupyter", "EXPOSE 8888"] if spec.jupyter else []),
         *(f"EXPOSE {port}" for port in ports),
         f"ENV DEEPBOX_USER={user.name} DEEPBOX_WORKSPACE={spec.workspace}",

@@ -138,7 +138,7 @@ def test_dockerfile_in_process(make_project, capsys):
     assert "\nFROM debian:bookworm-slim\n" in out
     assert out.rstrip().endswith("USER root")
     assert err == (
-        "The Dockerfile copies 4 files that are not printed; `deepbox dockerfile --output DIR` writes them beside "
+        "The Dockerfile copies 5 files that are not printed; `deepbox dockerfile --output DIR` writes them beside "
         "it, a context `docker build DIR` builds.\n"
     )
 

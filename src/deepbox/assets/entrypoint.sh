@@ -18,13 +18,9 @@ fi
 # the /run tmpfs. `deepbox up` reads the notes with its first SSH login.
 /usr/local/lib/deepbox/sshd-config.sh "$RUN_DIR"
 
-# JupyterLab, when the box runs it: the token goes to a file only the box user can read (never
-# onto a command line), and a supervisor restarts the server if it dies.
-if [ -n "${DEEPBOX_JUPYTER_TOKEN:-}" ]; then
-    install -d -m 0700 -o "$DEEPBOX_USER" "$RUN_DIR/jupyter"
-    (umask 077 && printf '%s' "$DEEPBOX_JUPYTER_TOKEN" >"$RUN_DIR/jupyter/token")
-    chown "$DEEPBOX_USER" "$RUN_DIR/jupyter/token"
-    unset DEEPBOX_JUPYTER_TOKEN
+# JupyterLab, when the box runs it, kept running by a supervisor. Its token is not in the container's
+# settings: `deepbox up` writes it to the tmpfs, and the supervisor waits for it.
+if [ -n "${DEEPBOX_JUPYTER:-}" ]; then
     /usr/local/bin/deepbox-jupyter &
 fi
 

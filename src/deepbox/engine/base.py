@@ -185,6 +185,12 @@ class Engine(ABC):
         columns), which the box's terminal follows."""
 
     @abstractmethod
+    def write_file(self, container: Container, path: str, content: bytes, owner: tuple[int, int], mode: int) -> None:
+        """Write a file in a running container through a command's stdin: never on a command line, in
+        the container's settings, or (as the engine's archive upload does with a tmpfs) in the layer
+        under a mount."""
+
+    @abstractmethod
     def logs(self, container: Container, follow: bool, tail: int | str = "all") -> Iterator[bytes]: ...
 
     @abstractmethod

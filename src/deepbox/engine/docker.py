@@ -416,6 +416,25 @@ class DockerEngine(Engine):
                     self.client.api.exec_resize(exec_id, height=size[0], width=size[1])
                 time.sleep(0.25)
 
+    def write_file(self, container: Container, path: str, content: bytes, owner: tuple[int, int], mode: int) -> None:
+        # `head -c` stops at the length given, so no engine has to pass on the end of stdin.
+        script = (
+            'set -e; umask 077; head -c "$4" >"$1.new"; chown "$2" "$1.new"; chmod "$3" "$1.new"; mv -f "$1.new" "$1"'
+        )
+        command = ["sh", "-c", script, "sh", path, f"{owner[0]}:{owner[1]}", f"{mode:o}", str(len(content))]
+        with self._translated(f"write {path} in {container.name}"):
+            exec_id = self.client.api.exec_create(container.id, command, stdin=True, user="0")["Id"]
+            stream = self.client.api.exec_start(exec_id, socket=True)
+            try:
+                getattr(stream, "_sock", stream).sendall(content)
+                output = b"".join(data for _, data in docker_socket.frames_iter(stream, tty=False))
+            finally:
+                stream.close()
+            code = self._exit_code(exec_id)
+        if code != 0:
+            error = (output or b"").decode(errors="replace").strip()
+            raise DeepboxError(f"Could not write {path} in {container.name}: {error or f'exit status {code}'}.")
+
     def logs(self, container: Container, follow: bool, tail: int | str = "all") -> Iterator[bytes]:
         with self._translated(f"read the logs of {container.name}"):
             if follow:

@@ -43,6 +43,9 @@ USER root
 COPY deepbox/sshd_config /etc/ssh/sshd_config
 COPY deepbox/sshd-config.sh /usr/local/lib/deepbox/sshd-config.sh
 COPY deepbox/entrypoint.sh /usr/local/bin/deepbox-entrypoint
+# The secrets `deepbox up` hands over, for login shells and (first line of bash.bashrc) ssh commands.
+COPY deepbox/secrets.sh /etc/profile.d/deepbox-secrets.sh
+RUN grep -qs deepbox-secrets /etc/bash.bashrc || { { echo '. /etc/profile.d/deepbox-secrets.sh'; cat /etc/bash.bashrc 2>/dev/null || true; } >/tmp/bash.bashrc && mv /tmp/bash.bashrc /etc/bash.bashrc; }
 ENV DEEPBOX_USER=alice DEEPBOX_WORKSPACE=/workspace
 EXPOSE 22
 ENTRYPOINT ["/usr/local/bin/deepbox-entrypoint"]
