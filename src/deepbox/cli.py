@@ -104,11 +104,16 @@ def _site(ctx: click.Context, config: BoxConfig | None) -> Site:
     return _site_at(ctx, location)
 
 
+def _chosen_box(ctx: click.Context) -> str:
+    """The [box.NAME] table --box (or DEEPBOX_BOX) picks; "" for the project's box."""
+    return str((ctx.obj or {}).get("box") or "")
+
+
 def _config(ctx: click.Context) -> tuple[BoxConfig, Path | None]:
     from deepbox.config import load_config
 
     _existing_folder(ctx)
-    return load_config(_project(ctx))
+    return load_config(_project(ctx), _chosen_box(ctx))
 
 
 def _spec(ctx: click.Context, *, bind: bool = False) -> tuple[Spec, Site]:
@@ -118,7 +123,7 @@ def _spec(ctx: click.Context, *, bind: bool = False) -> tuple[Spec, Site]:
 
     config, source = _config(ctx)
     site = _site(ctx, config)
-    spec = resolve(config, _project(ctx), source, site.account(), site.host)
+    spec = resolve(config, _project(ctx), source, site.account(), site.host, _chosen_box(ctx))
     return (site.bind(spec) if bind else spec), site
 
 
@@ -127,7 +132,21 @@ def _local_spec(ctx: click.Context) -> Spec:
     from deepbox.config import resolve
 
     config, source = _config(ctx)
-    return resolve(config, _project(ctx), source)
+    return resolve(config, _project(ctx), source, box=_chosen_box(ctx))
+
+
+def _every_box_spec(ctx: click.Context) -> list[Spec]:
+    """The project's box and each of its [box.NAME] boxes, as _local_spec reads them (`lock --check`)."""
+    from deepbox.config import box_names, load_config, resolve
+
+    _existing_folder(ctx)
+    project = _project(ctx)
+    config, source = load_config(project)
+    specs = []
+    for table in box_names(config, project, source):
+        settings, source = load_config(project, table)
+        specs.append(resolve(settings, project, source, box=table))
+    return specs
 
 
 def _rendered(ctx: click.Context) -> tuple[Spec, BuildContext]:
@@ -147,6 +166,8 @@ def _rendered(ctx: click.Context) -> tuple[Spec, BuildContext]:
 
 def _target(ctx: click.Context, name: str | None) -> tuple[str, Site]:
     """(the box's name on the engine, where it lives) for NAME or this project's box."""
+    if name is not None and (ctx.obj or {}).get("box_typed"):
+        raise click.UsageError("Name the box once: NAME (a box on the engine) or --box (one of the project's).")
     spec, site = _spec(ctx)
     if name is not None:
         spec = dataclasses.replace(spec, name=name)
@@ -156,10 +177,12 @@ def _target(ctx: click.Context, name: str | None) -> tuple[str, Site]:
 def _box_spec(ctx: click.Context, name: str | None) -> tuple[Spec, Site]:
     """The spec of box NAME, read from the project folder it was made from (its label), or this project's;
     fitted to the engine."""
+    if name is not None and (ctx.obj or {}).get("box_typed"):
+        raise click.UsageError("Name the box once: NAME (a box on the engine) or --box (one of the project's).")
     spec, site = _spec(ctx)
     if name is not None and name != spec.name:
         from deepbox import box
-        from deepbox.config import load_config, resolve
+        from deepbox.config import box_names, load_config, resolve
         from deepbox.errors import DeepboxError
 
         project = box.project_of(dataclasses.replace(spec, name=name).engine_name, site)
@@ -169,7 +192,11 @@ def _box_spec(ctx: click.Context, name: str | None) -> tuple[Spec, Site]:
                 "machine that ran its `deepbox up`."
             )
         config, source = load_config(project)
-        spec = resolve(config, project, source, site.account(), site.host)
+        # The box may be one of that project's [box.NAME] tables: its settings are the table's.
+        table = next((table for table, named in box_names(config, project, source).items() if named == name), "")
+        if table:
+            config, source = load_config(project, table)
+        spec = resolve(config, project, source, site.account(), site.host, table)
     return site.bind(spec), site
 
 
@@ -180,7 +207,7 @@ def _status_site(ctx: click.Context) -> Site:
 
     config = None
     with contextlib.suppress(ConfigError):
-        config = load_config(_project(ctx))[0]
+        config = load_config(_project(ctx), _chosen_box(ctx))[0]
     return _site(ctx, config)
 
 
@@ -204,6 +231,18 @@ def _complete_boxes(ctx: click.Context, _param: click.Parameter, incomplete: str
     return [name for name in names if name.startswith(incomplete)]
 
 
+def _complete_project_boxes(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    """The [box.NAME] tables of the project here (or -C DIR) for the shell's TAB; a broken config offers none."""
+    from deepbox.config import load_config
+
+    ctx.ensure_object(dict)
+    try:
+        tables = load_config(_project(ctx))[0].box
+    except Exception:  # whatever went wrong, TAB completes nothing
+        return []
+    return sorted(table for table in tables if table.startswith(incomplete))
+
+
 def _complete_frameworks(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
     """Catalog names and presets for the shell's TAB; in a list (`--frameworks pytorch,sci`) the last one."""
     from deepbox import catalog
@@ -223,6 +262,17 @@ def _global(*declarations: str, **settings: Any) -> Callable[[Callable[..., Any]
     return click.option(*declarations, expose_value=False, callback=_remember, **settings)
 
 
+def _remember_box(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """--box before the command or after it; DEEPBOX_BOX when neither is typed. Typed (not from the
+    environment) it also names the box where a command's NAME could: the two do not go together."""
+    if value is None:
+        return
+    typed = ctx.get_parameter_source(str(param.name)) is click.core.ParameterSource.COMMANDLINE
+    obj = ctx.ensure_object(dict)
+    if typed or not obj.get("box_typed"):
+        obj.update(box=value, box_typed=typed)
+
+
 # The global options are declared on the group and again on each command, as users type them
 # (`deepbox up -C DIR --debug`); main() looks for --debug itself, before any command runs.
 _project_opt = _global(
@@ -237,6 +287,16 @@ _host_opt = _global(
     help="Use the engine of this server (or a unix:// socket); overrides `host` in the config and DOCKER_HOST.",
 )
 _context_opt = _global("--context", metavar="NAME", help="Use the engine of this Docker context.")
+_box_opt = click.option(
+    "--box",
+    metavar="NAME",
+    envvar="DEEPBOX_BOX",
+    expose_value=False,
+    callback=_remember_box,
+    shell_complete=_complete_project_boxes,
+    help="Act on the project's box NAME, a [box.NAME] table of its config [env: DEEPBOX_BOX; default: the "
+    "project's own box].",
+)
 _debug_opt = _global("--debug", is_flag=True, help="Show tracebacks for errors.")
 
 
@@ -246,8 +306,8 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def project_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    """-C DIR and the engine options after the command, as before it."""
-    return _project_opt(engine_options(command))
+    """-C DIR, --box and the engine options after the command, as before it."""
+    return _project_opt(_box_opt(engine_options(command)))
 
 
 def json_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -293,7 +353,8 @@ def cli(ctx: click.Context) -> None:
 
 @cli.command()
 @click.option("--force", is_flag=True, help="Overwrite an existing deepbox.toml, or make a project inside another one.")
-@project_option
+@_project_opt
+@engine_options
 @click.pass_context
 def init(ctx: click.Context, force: bool) -> None:
     """Write a commented deepbox.toml showing every setting."""
@@ -428,11 +489,13 @@ def lock_command(ctx: click.Context, check: bool, upgrade: tuple[str, ...], as_j
     if check:
         if upgrade:
             raise click.UsageError("--check and --upgrade do not go together.")
-        spec = _local_spec(ctx)
-        problems = lock.check(spec)
+        specs = _every_box_spec(ctx)  # CI checks every box's lock, whichever box --box picks
+        problems = [problem for spec in specs for problem in lock.check(spec)]
         if problems:
             raise DeepboxError(" ".join(problems))
-        _console().print(f"{lock.path(spec.project)} matches deepbox.toml.")
+        files = [str(lock.path(spec.project, spec.lock_file)) for spec in specs]
+        listed = files[0] if len(files) == 1 else ", ".join(files[:-1]) + " and " + files[-1]
+        _console().print(f"{listed} {'match' if len(files) > 1 else 'matches'} deepbox.toml.", soft_wrap=True)
         return
     moving: tuple[str, ...] | bool = True if ":all:" in upgrade else upgrade or False
     spec, site = _spec(ctx, bind=True)
@@ -442,7 +505,7 @@ def lock_command(ctx: click.Context, check: bool, upgrade: tuple[str, ...], as_j
         return
     cuda = f", CUDA {variant.cuda}" if variant.cuda else ""
     _console(stderr=False).print(
-        f"{lock.path(spec.project)}: {variant.key} ({len(variant.packages)} packages{cuda}) for Python "
+        f"{lock.path(spec.project, spec.lock_file)}: {variant.key} ({len(variant.packages)} packages{cuda}) for Python "
         f"{variant.python} on {variant.platform}, resolved as of {variant.exclude_newer}."
     )
 
@@ -489,9 +552,9 @@ def status(ctx: click.Context, name: str | None, as_json: bool, all_hosts: bool)
     from deepbox import box
     from deepbox.errors import DeepboxError
 
-    if name is not None:
+    if name is not None or (ctx.obj or {}).get("box_typed"):  # `status --box NAME`: that box of the project
         if all_hosts:
-            raise click.UsageError("NAME and --all-hosts do not go together.")
+            raise click.UsageError(f"{'NAME' if name else '--box'} and --all-hosts do not go together.")
         box_name, site = _target(ctx, name)
         rows = box.status(site, box_name)
     elif not all_hosts:
@@ -535,7 +598,7 @@ def status(ctx: click.Context, name: str | None, as_json: bool, all_hosts: bool)
     if rows:
         table.caption = "Engine: " + "; ".join(dict.fromkeys(row.engine for row in rows))
         _console(stderr=False).print(table)
-        if name is not None:
+        if name is not None or (ctx.obj or {}).get("box_typed"):
             _print_drift(rows[0])
     else:
         click.echo("No boxes yet: run `deepbox up` in a project folder.")
@@ -696,19 +759,16 @@ def logs(ctx: click.Context, name: str | None, follow: bool) -> None:
 @cli.command()
 @click.argument("tag")
 @click.argument("name", required=False, shell_complete=_complete_boxes)
-@click.option("--box", "box_option", hidden=True, help="The box to commit; the same as NAME.")
 @project_option
 @click.pass_context
-def snapshot(ctx: click.Context, tag: str, name: str | None, box_option: str | None) -> None:
+def snapshot(ctx: click.Context, tag: str, name: str | None) -> None:
     """Commit the box (this project's, or NAME) to image TAG.
 
     Use it as `base = "TAG"`. No keys end up in it.
     """
     from deepbox import box
 
-    if name and box_option and name != box_option:
-        raise click.UsageError(f"Name the box once: `deepbox snapshot {tag} {name}` (--box is the old spelling).")
-    box_name, site = _target(ctx, name or box_option)
+    box_name, site = _target(ctx, name)
     image_id = box.snapshot(box_name, tag, site, ConsoleReporter())
     _console().print(f'Saved {tag} ({image_id[:19]}). Use it with base = "{tag}" in deepbox.toml.')
 

@@ -191,8 +191,8 @@ class RunSettings(_Section):
     )
 
 
-class BoxConfig(_Section):
-    """deepbox.toml (or [tool.deepbox] in pyproject.toml): the project's box."""
+class _BoxSettings(_Section):
+    """The settings of one box: the file's top level, and each [box.NAME] table."""
 
     name: str | None = Field(
         default=None,
@@ -348,6 +348,40 @@ class BoxConfig(_Section):
         return value
 
 
+class BoxTable(_BoxSettings):
+    """[box.NAME]: another box of the project, with the settings of the top level except those it sets
+    itself; a table it sets ([box.NAME.env]) adds to the top level's, key by key."""
+
+    name: str | None = Field(
+        default=None,
+        description="The box name: the container is deepbox-NAME, the SSH alias too. Default: the project's box "
+        "name, '-' and the table's NAME.",
+        **_pattern("name"),
+    )
+
+
+class BoxConfig(_BoxSettings):
+    """deepbox.toml (or [tool.deepbox] in pyproject.toml): the project's box, and any more in [box.NAME]."""
+
+    box: dict[str, BoxTable] = Field(
+        default={},
+        description="More boxes of the project, such as [box.cuda]: each is deepbox-PROJECT-NAME, takes the "
+        "settings above and replaces those it sets; `--box NAME` acts on it.",
+        json_schema_extra={"propertyNames": {"pattern": _BOX_NAME.pattern}},
+    )
+
+    @field_validator("box")
+    @classmethod
+    def _valid_box_names(cls, value: dict[str, BoxTable]) -> dict[str, BoxTable]:
+        for name in value:
+            if not _BOX_NAME.match(name):
+                raise ValueError(
+                    f"has [box.{name}], whose name is not 1-41 characters of a-z, 0-9 and '-' starting with a "
+                    "letter or digit; rename it"
+                )
+        return value
+
+
 @dataclass(frozen=True)
 class Mount:
     host: Path
@@ -465,6 +499,12 @@ class Spec:
     # [secrets]: where the values come from (read at `up`, never kept here): a file, and NAME -> variable.
     secrets_file: Path | None = None
     secrets_from_env: tuple[tuple[str, str], ...] = ()
+    box: str = ""  # the [box.NAME] table this box comes from; "" for the project's box, the top level
+
+    @property
+    def lock_file(self) -> str:
+        """The box's lock in the project folder: deepbox.lock, or deepbox.NAME.lock for [box.NAME]."""
+        return f"deepbox.{self.box}.lock" if self.box else "deepbox.lock"
 
     @property
     def framework_names(self) -> tuple[str, ...]:
@@ -683,12 +723,13 @@ def _unknown_key(path: Path, loc: Loc, table: Any) -> str:
     return f"Unknown key '{_key(path, loc)}'{hint}"
 
 
-def _describe(path: Path, exc: ValidationError) -> str:
-    """Every problem pydantic found, one sentence each, after the file's name."""
+def _describe(path: Path, exc: ValidationError, within: Loc = ()) -> str:
+    """Every problem pydantic found, one sentence each, after the file's name; `within` is where the
+    validated table sits in the file (a [box.NAME] table validated with the top level under it)."""
     found: dict[Loc, list[Any]] = {}
     no_member: set[Loc] = set()
     for error in exc.errors():
-        loc, matched_none, _ = _walk(tuple(error["loc"]))
+        loc, matched_none, _ = _walk(within + tuple(error["loc"]))
         found.setdefault(loc, []).append(error)
         if matched_none:
             no_member.add(loc)
@@ -708,14 +749,82 @@ def _describe(path: Path, exc: ValidationError) -> str:
     return f"{path}: " + " ".join(s if s.endswith(("?", ".")) else s + "." for s in sentences)
 
 
-def load_config(project: Path) -> tuple[BoxConfig, Path | None]:
+def load_config(project: Path, box: str = "") -> tuple[BoxConfig, Path | None]:
+    """The settings of the project's box, or with `box` those of its [box.NAME] table over the top level."""
     source = find_config_file(project)
-    if source is None:
-        return BoxConfig(), None
+    raw = _raw_config(source) if source is not None else {}
     try:
-        return BoxConfig.model_validate(_raw_config(source)), source
+        config = BoxConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(source, exc)) from exc
+        raise ConfigError(_describe(source or project / CONFIG_FILE, exc)) from exc
+    names = box_names(config, project, source)
+    if not box:
+        return config, source
+    if box not in config.box:
+        raise ConfigError(_no_such_box(box, config, project, source))
+    settings = merge_box(raw, raw["box"][box])
+    # Not inherited: the box's own name, and the project's copy on a server, which its boxes share.
+    settings["name"] = names[box]
+    remote_path = settings.get("remote_path", BoxConfig.model_fields["remote_path"].default)
+    settings["remote_path"] = remote_path.replace("{box}", names[DEFAULT_BOX])
+    try:
+        return BoxConfig.model_validate(settings), source
+    except ValidationError as exc:  # settings fine apart that clash together, such as ports and jupyter
+        raise ConfigError(_describe(source or project / CONFIG_FILE, exc, ("box", box))) from exc
+
+
+# Several boxes per project: [box.NAME] tables ------------------------------------------------------
+
+DEFAULT_BOX = ""  # the project's own box, the file's top level: no --box
+
+
+def merge_box(top: dict[str, Any], table: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a [box.NAME] table: the top level's, each key the table sets replacing them; a
+    table in both ([env], [ssh], [run]...) merges key by key, one level deep."""
+    merged = {key: value for key, value in top.items() if key != "box"}
+    for key, value in table.items():
+        below = merged.get(key)
+        merged[key] = {**below, **value} if isinstance(value, dict) and isinstance(below, dict) else value
+    return merged
+
+
+def box_names(config: BoxConfig, project: Path, source: Path | None = None) -> dict[str, str]:
+    """Each box's name by table: DEFAULT_BOX -> the project's box, NAME -> `name` in [box.NAME] or
+    '<the project's box>-NAME'. Two boxes of one name, or a name too long, are a ConfigError."""
+    default = config.name or sanitize_box_name(project.resolve().name)
+    names = {DEFAULT_BOX: default}
+    where = source or project / CONFIG_FILE
+    for table, settings in config.box.items():
+        name = settings.name or f"{default}-{table}"
+        if not _BOX_NAME.match(name):
+            raise ConfigError(
+                f"{where}: [box.{table}] would be box '{name}', longer than 41 characters; set a shorter "
+                f"name in [box.{table}]."
+            )
+        clash = next((other for other, taken in names.items() if taken == name), None)
+        if clash is not None:
+            first = "the top level" if clash == DEFAULT_BOX else f"[box.{clash}]"
+            raise ConfigError(
+                f"{where}: [box.{table}] and {first} both name box '{name}'; give [box.{table}] another name."
+            )
+        names[table] = name
+    return names
+
+
+def _no_such_box(box: str, config: BoxConfig, project: Path, source: Path | None) -> str:
+    """The sentence for --box NAME (or DEEPBOX_BOX) naming a box the project does not define."""
+    if not config.box:
+        where = source or f"{project} (which has no {CONFIG_FILE})"
+        return (
+            f"This project has no box '{box}': {where} defines no [box.NAME] tables; drop --box (and "
+            f"DEEPBOX_BOX) for the project's box, or add [box.{box}] to {source or CONFIG_FILE}."
+        )
+    tables = sorted(config.box)
+    listed = tables[0] if len(tables) == 1 else ", ".join(tables[:-1]) + " and " + tables[-1]
+    return (
+        f"This project has no box '{box}': {source} defines {listed}; pass one of them to --box, or no "
+        "--box for the project's box."
+    )
 
 
 def _host_path(raw: str, project: Path) -> Path:
@@ -807,10 +916,16 @@ def parse_mount(raw: str, project: Path, source: Path | None) -> Mount:
 
 
 def resolve(
-    config: BoxConfig, project: Path, source: Path | None, server: Account | None = None, host: str = ""
+    config: BoxConfig,
+    project: Path,
+    source: Path | None,
+    server: Account | None = None,
+    host: str = "",
+    box: str = DEFAULT_BOX,
 ) -> Spec:
     """Config -> Spec. For a box on a server, `server` is the account there (user, UID, home) and `host`
-    the server's ssh URL; without them the box is on this machine's engine."""
+    the server's ssh URL; without them the box is on this machine's engine. `box` is the [box.NAME]
+    table `config` was read for (load_config)."""
     project = project.resolve()
     defaults = BoxUser(server.name, server.uid, server.gid) if server else host_user(project)
     if defaults.uid == 0 and config.user.name:
@@ -852,6 +967,7 @@ def resolve(
         project=project,
         source=source,
         name=name,
+        box=box,
         base=config.base,
         frameworks=tuple(config.frameworks),
         pip=tuple(config.pip),
@@ -899,6 +1015,8 @@ def resolve(
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of deepbox.toml (`deepbox schema`), for editors that check TOML against one."""
     schema = BoxConfig.model_json_schema()
+    for setting in schema["$defs"]["BoxTable"]["properties"].values():
+        setting.pop("default", None)  # a [box.NAME] table's default is the top level's value
     schema.update(
         title="deepbox.toml",
         description="The box of a project: deepbox.toml, or [tool.deepbox] in pyproject.toml.",
@@ -911,8 +1029,8 @@ def config_template(box_name: str) -> str:
     return resources.files("deepbox.assets").joinpath("deepbox.toml").read_text().replace("{name}", box_name)
 
 
-def load_spec(project: Path, server: Account | None = None, host: str = "") -> Spec:
-    """The project's spec, read and resolved without touching anything outside this machine (the CLI
-    finds the site first: see site.py)."""
-    config, source = load_config(project)
-    return resolve(config, project, source, server, host)
+def load_spec(project: Path, server: Account | None = None, host: str = "", box: str = DEFAULT_BOX) -> Spec:
+    """The spec of the project's box (or its box `box`), read and resolved without touching anything
+    outside this machine (the CLI finds the site first: see site.py)."""
+    config, source = load_config(project, box)
+    return resolve(config, project, source, server, host, box)

@@ -221,7 +221,7 @@ def gpu_findings(spec: Spec, smi_output: str | None, gpu_runtime: bool) -> list[
 
 def lock_finding(spec: Spec, variants: dict[str, Variant], config: str) -> Finding:
     """Is there a lock for this box's device, and does it still match deepbox.toml?"""
-    name = lock.LOCK_FILE
+    name = spec.lock_file
     wanted = lock.device_variants(spec, variants)
     if not wanted:
         return Finding(
@@ -319,7 +319,7 @@ def run(spec: Spec, site: Site) -> list[Finding]:
     findings += gpu_results
     try:
         if names_known:  # else the lock's digest would only repeat the unknown framework
-            variants = lock.read(spec.project)
+            variants = lock.read(spec.project, spec.lock_file)
             findings.append(lock_finding(spec, variants, lock.config_digest(spec)))
             cuda = cuda_finding(spec, variants, gpu.parse_nvidia_smi(smi) if smi is not None else None)
             if cuda is not None:

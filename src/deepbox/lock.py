@@ -38,7 +38,7 @@ FORMAT = 1
 # glibc versions uv names platforms by (x86_64-manylinux_2_36); the base's glibc picks the newest <= it.
 MANYLINUX = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
 HEADER = (
-    "# deepbox.lock: exactly what box '{box}' installs, per variant. Written by `deepbox lock` (and by\n"
+    "# {file}: exactly what box '{box}' installs, per variant. Written by `deepbox lock` (and by\n"
     "# `deepbox up` when missing or stale); commit it. `deepbox lock --check` fails when deepbox.toml\n"
     "# changed since; `deepbox lock --upgrade [PACKAGE]` moves forward. Do not edit by hand.\n"
 )
@@ -82,13 +82,14 @@ class Variant:
 # The lock file -----------------------------------------------------------------------------------
 
 
-def path(project: Path) -> Path:
-    return project / LOCK_FILE
+def path(project: Path, name: str = LOCK_FILE) -> Path:
+    """The lock file `name` in the project: deepbox.lock, or a [box.NAME] box's own (Spec.lock_file)."""
+    return project / name
 
 
-def read(project: Path) -> dict[str, Variant]:
+def read(project: Path, name: str = LOCK_FILE) -> dict[str, Variant]:
     """The variants in the project's lock file; {} when there is none."""
-    file = path(project)
+    file = path(project, name)
     if not file.exists():
         return {}
     try:
@@ -106,7 +107,7 @@ def read(project: Path) -> dict[str, Variant]:
     return variants
 
 
-def write(project: Path, box: str, variants: dict[str, Variant]) -> None:
+def write(project: Path, box: str, variants: dict[str, Variant], name: str = LOCK_FILE) -> None:
     import tomli_w
 
     from deepbox.fsutil import atomic_write
@@ -117,8 +118,8 @@ def write(project: Path, box: str, variants: dict[str, Variant]) -> None:
             key: {k: v for k, v in variant.as_dict().items() if k != "key"} for key, variant in sorted(variants.items())
         },
     }
-    target = path(project)
-    atomic_write(target, HEADER.format(box=box) + "\n" + tomli_w.dumps(data))
+    target = path(project, name)
+    atomic_write(target, HEADER.format(file=name, box=box) + "\n" + tomli_w.dumps(data))
     if hostos.is_root():  # root locking someone's project: the file is theirs, like the project
         owner = project.stat()
         os.chown(target, owner.st_uid, owner.st_gid)
@@ -290,7 +291,7 @@ def _fresh(spec: Spec, variants: dict[str, Variant], target: Target, host: Host)
 
 def current(spec: Spec, facts: BaseFacts | None, host: Host | None = None) -> Variant | None:
     """The fresh variant the box would be built from, without resolving anything (None: lock first)."""
-    return _fresh(spec, read(spec.project), Target.of(spec, facts), host or Host())
+    return _fresh(spec, read(spec.project, spec.lock_file), Target.of(spec, facts), host or Host())
 
 
 def ensure(
@@ -309,7 +310,7 @@ def ensure(
     from deepbox.dockerfile import plan_for
 
     host = Host.of(gpus)
-    variants = read(spec.project)
+    variants = read(spec.project, spec.lock_file)
     target = Target.of(spec, facts)
     if upgrade is False and (fit := _fresh(spec, variants, target, host)) is not None:
         return fit
@@ -317,8 +318,8 @@ def ensure(
     if frozen:
         what = "is stale (deepbox.toml, the base image or the Python changed since)" if previous else "has no variant"
         raise DeepboxError(
-            f"{path(spec.project)} {what} for this box ({spec.device}), and --frozen forbids locking again: run "
-            "`deepbox lock`, commit the lock, then `deepbox up --frozen`."
+            f"{path(spec.project, spec.lock_file)} {what} for this box ({spec.device}), and --frozen forbids locking "
+            f"again: run `{lock_command(spec)}`, commit the lock, then `deepbox up{_box_option(spec)} --frozen`."
         )
     # The same settings resolve as of the same moment (a reproducible re-lock); changed ones as of now,
     # keeping every locked version that still fits.
@@ -343,28 +344,39 @@ def ensure(
     )
     moved = changes(previous, variant)
     variants[variant.key] = variant
-    write(spec.project, spec.name, variants)
+    write(spec.project, spec.name, variants, spec.lock_file)
     what = f"{len(variant.packages)} packages" + (f", CUDA {variant.cuda}" if variant.cuda else "")
     reporter.step(
-        f"Locked {variant.key} ({what}) in {path(spec.project).name}"
+        f"Locked {variant.key} ({what}) in {spec.lock_file}"
         + (f": {summary(moved)}" if previous is not None and moved else "")
     )
     return variant
 
 
+def _box_option(spec: Spec) -> str:
+    return f" --box {spec.box}" if spec.box else ""
+
+
+def lock_command(spec: Spec) -> str:
+    """The command that locks this box: `deepbox lock`, or `deepbox lock --box NAME` for a [box.NAME] box."""
+    return f"deepbox lock{_box_option(spec)}"
+
+
 def check(spec: Spec) -> list[str]:
     """What makes the lock unfit for deepbox.toml, one sentence each; [] when it fits. Pure: no engine,
     no network (for CI)."""
-    variants = read(spec.project)
-    name = path(spec.project).name
+    variants = read(spec.project, spec.lock_file)
+    name = spec.lock_file
     if not variants:
-        return [f"{name} is missing: run `deepbox lock` and commit it."]
+        return [f"{name} is missing: run `{lock_command(spec)}` and commit it."]
     config = config_digest(spec)
-    problems = [] if device_variants(spec, variants) else [f"{name} has no {spec.device} variant: run `deepbox lock`."]
+    problems = (
+        [] if device_variants(spec, variants) else [f"{name} has no {spec.device} variant: run `{lock_command(spec)}`."]
+    )
     stale = sorted(key for key, variant in variants.items() if variant.config != config)
     if stale:
         problems.append(
             f"{name} ({', '.join(stale)}) no longer matches deepbox.toml or the project's requirements: "
-            "run `deepbox lock` and commit it."
+            f"run `{lock_command(spec)}` and commit it."
         )
     return problems

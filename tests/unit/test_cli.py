@@ -572,17 +572,18 @@ def snapshots(monkeypatch):
 
 @pytest.mark.parametrize(
     ("args", "box"),
-    [(["tag:1"], "proj"), (["tag:1", "other"], "other"), (["tag:1", "--box", "other"], "other")],
+    [(["tag:1"], "proj"), (["tag:1", "other"], "other"), (["tag:1", "--box", "other"], "proj-other")],
 )
-def test_snapshot_takes_name_as_the_other_commands(make_project, snapshots, capsys, args, box):
-    assert main(["-C", str(make_project()), "snapshot", *args]) == 0
+def test_snapshot_takes_name_and_box_as_the_other_commands(make_project, snapshots, capsys, args, box):
+    """NAME is a box on the engine; --box NAME one of the project's [box.NAME] boxes."""
+    assert main(["-C", str(make_project("[box.other]\n")), "snapshot", *args]) == 0
     assert snapshots == [(box, "tag:1")]
 
 
-def test_snapshot_refuses_two_different_names(make_project, snapshots, capsys):
-    assert main(["-C", str(make_project()), "snapshot", "t", "a", "--box", "b"]) == 2
+def test_snapshot_refuses_a_name_and_a_box(make_project, snapshots, capsys):
+    assert main(["-C", str(make_project("[box.b]\n")), "snapshot", "t", "a", "--box", "b"]) == 2
     assert capsys.readouterr().err.endswith(
-        "Error: Name the box once: `deepbox snapshot t a` (--box is the old spelling).\n"
+        "Error: Name the box once: NAME (a box on the engine) or --box (one of the project's).\n"
     )
     assert snapshots == []
 

@@ -31,7 +31,15 @@ def test_the_schema_has_a_title_and_describes_every_key(validator):
     assert schema["additionalProperties"] is False
     described = {key for key, field in schema["properties"].items() if field.get("description")}
     assert described == set(schema["properties"]) - {"ssh", "user", "build", "secrets"}  # tables: their own description
-    for table in ("SshSettings", "UserSettings", "BuildSettings", "RunSettings", "SecretsSettings", "SecretFromEnv"):
+    for table in (
+        "SshSettings",
+        "UserSettings",
+        "BuildSettings",
+        "RunSettings",
+        "SecretsSettings",
+        "SecretFromEnv",
+        "BoxTable",
+    ):
         assert schema["$defs"][table]["description"]
 
 
@@ -84,6 +92,21 @@ def test_a_broken_config_is_invalid(validator):
         'jupyter = "true"',
         '[run.train]\nargs = "x"',
         '[run.train]\nscript = "train.py"',
+        '[box.cuda]\ndevice = "cuda"\nframeworks = ["pytorch"]',
+        "[box.cpu]",
+        "[box.GPU]",
+        "box = 1",
+        "[box]\ncpu = 1",
+        '[box.cpu]\nframworks = ["numpy"]',
+        '[box.cpu]\ndevice = "gpu"',
+        '[box.cpu.ssh]\nport = "2222"',
+        "[box.cpu.ssh]\nport = 2222",
+        '[box.cpu.env]\nX = "1"',
+        "[box.cpu.env]\nX = 1",
+        '[box.cpu.run.train]\nargs = "x"',
+        "[box.cpu.box.inner]",
+        'name = "exp"\n[box.mine]\nname = "scratch"',
+        '[box.mine]\nname = "Bad_Name"',
     ],
 )
 def test_the_schema_and_the_loader_agree(validator, make_project, toml):
