@@ -546,8 +546,8 @@ def rm(ctx: click.Context, name: str | None, volumes: bool) -> None:
 def status(ctx: click.Context, name: str | None, as_json: bool, all_hosts: bool) -> None:
     """List the boxes: state, image, port, GPUs, project, uptime.
 
-    With NAME, that box alone, and the Python packages installed or changed in it since deepbox
-    installed them from deepbox.lock.
+    With NAME (or --box NAME, the project's box NAME), that box alone, and the Python packages installed
+    or changed in it since deepbox installed them from its lock.
     """
     from deepbox import box
     from deepbox.errors import DeepboxError
