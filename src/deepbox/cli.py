@@ -981,7 +981,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     """Check the settings and this machine for the box.
 
     Every check `up` makes, reported all at once, each ok, a warning or an error with its fix: the
-    settings (frameworks, base, Dockerfile, mounts), ssh tools, the engine, free disk, the SSH port, the
+    settings (frameworks, base, Dockerfile, mounts), ssh tools, the engine, free disk, the SSH port and `ports`, the
     base image, the lock, the NVIDIA driver and container runtime.
     """
     from deepbox import doctor as checks
