@@ -225,15 +225,18 @@ def lock_finding(spec: Spec, variants: dict[str, Variant], config: str) -> Findi
     wanted = lock.device_variants(spec, variants)
     if not wanted:
         return Finding(
-            "lock", "warning", f"{name} has no {spec.device} variant yet: `deepbox up` (or `deepbox lock`) writes one."
+            "lock",
+            "warning",
+            f"{name} has no {spec.device} variant yet: `{lock.up_command(spec)}` (or `{lock.lock_command(spec)}`) "
+            "writes one.",
         )
     stale = [key for key in wanted if variants[key].config != config]
     if stale:
         return Finding(
             "lock",
             "warning",
-            f"{name} ({', '.join(stale)}) is stale: deepbox.toml or the requirements changed since; `deepbox up` "
-            "locks again (`deepbox lock` to do it now, `up --frozen` refuses).",
+            f"{name} ({', '.join(stale)}) is stale: deepbox.toml or the requirements changed since; "
+            f"`{lock.up_command(spec)}` locks again (`{lock.lock_command(spec)}` to do it now, `up --frozen` refuses).",
         )
     described = ", ".join(
         f"{key} ({len(variants[key].packages)} packages, {variants[key].exclude_newer})" for key in wanted

@@ -362,6 +362,11 @@ def lock_command(spec: Spec) -> str:
     return f"deepbox lock{_box_option(spec)}"
 
 
+def up_command(spec: Spec) -> str:
+    """The command that brings this box up: `deepbox up`, or `deepbox up --box NAME`."""
+    return f"deepbox up{_box_option(spec)}"
+
+
 def check(spec: Spec) -> list[str]:
     """What makes the lock unfit for deepbox.toml, one sentence each; [] when it fits. Pure: no engine,
     no network (for CI)."""

@@ -317,3 +317,17 @@ def test_box_completes_the_project_tables(make_project):
 
     assert complete(f"deepbox up -C {project} --box ") == ["cpu", "other"]
     assert complete(f"deepbox -C {project} --box o") == ["other"]
+
+
+def test_doctor_names_the_box_in_its_lock_hints(make_project):
+    from deepbox import doctor
+
+    project = make_project(TWO_BOXES)
+    spec = load_spec(project, box="cpu")
+    assert doctor.lock_finding(spec, {}, lock.config_digest(spec)).message == (
+        "deepbox.cpu.lock has no cpu variant yet: `deepbox up --box cpu` (or `deepbox lock --box cpu`) writes one."
+    )
+    plain = load_spec(project)
+    assert doctor.lock_finding(plain, {}, lock.config_digest(plain)).message == (
+        "deepbox.lock has no cpu variant yet: `deepbox up` (or `deepbox lock`) writes one."
+    )
