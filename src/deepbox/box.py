@@ -35,6 +35,7 @@ from deepbox.engine import (
     Image,
     NewContainer,
     PortInUseError,
+    RegistryUnreachable,
 )
 from deepbox.errors import DeepboxError
 from deepbox.model import BoxStatus, BuildContext, FrameworkCheck, ReachedPort, UpResult
@@ -51,6 +52,8 @@ SSH_PORT, JUPYTER_PORT = "22/tcp", "8888/tcp"
 SESSION_ENV = ("PATH", "VIRTUAL_ENV", "LANG", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 STTY_SIZE = 'stty rows "$1" cols "$2" 2>/dev/null; shift 2; exec "$@"'
 LABEL_PORTS = "deepbox.ports"  # the box ports `ports` publishes: "6006,8501"
+LABEL_IMAGE_SOURCE = "deepbox.image-source"  # how the box's image came to this engine: built | pulled
+LABEL_BASE = "deepbox.base"  # the base image a box image was built on, by digest when a registry gave it
 
 
 class Reporter(Protocol):
@@ -60,6 +63,21 @@ class Reporter(Protocol):
 
 def image_tag(spec: Spec, context: BuildContext) -> str:
     return f"deepbox/{spec.engine_name}:{context.spec_hash}"
+
+
+def registry_ref(registry: str, box: str, spec_hash: str) -> str:
+    """Where a box image is shared: the same settings and lock give the same name on every machine."""
+    return f"{registry.rstrip('/')}/{box}:{spec_hash}"
+
+
+def pinned_base(base: str, image: Image | None) -> str:
+    """The base image by digest ("python@sha256:...") when a registry gave it; else its name as written."""
+    if image is None or not image.digests or "@" in base:
+        return base
+    last = base.rsplit("/", 1)[-1]
+    repository = base.rsplit(":", 1)[0] if ":" in last else base
+    named = [digest for digest in image.digests if digest.split("@")[0] in (repository, f"docker.io/{repository}")]
+    return (named or list(image.digests))[0]
 
 
 def volume_names(box: str) -> tuple[str, str]:
@@ -238,10 +256,7 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
     context = render(spec, plan, facts, locked)
 
     tag = image_tag(spec, context)
-    if engine.image(tag) is None:
-        reporter.step(f"Building image {tag}")
-        labels = {LABEL_BOX: spec.engine_name, LABEL_PROJECT: str(spec.project), LABEL_SPEC: context.spec_hash}
-        engine.build(context, tag, labels, spec.build_network, reporter.build_line)
+    image_source = _obtain_image(engine, spec, context, tag, reporter)
 
     public_key = ssh.public_key(key)
     # A recreated box keeps its ports, so IDE settings and bookmarks stay valid (unless asked to move).
@@ -281,7 +296,7 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
                 engine.untag(existing.image)  # old images would otherwise pile up with every change
         action = "recreated" if existing is not None else "created"
         previous = previous_ports(spec, site, kept)
-        container = _create(engine, site, spec, tag, public_key, port, jupyter_port, previous, reporter)
+        container = _create(engine, site, spec, tag, public_key, port, jupyter_port, previous, reporter, image_source)
 
     try:
         port = container.ports.get(SSH_PORT) or port
@@ -325,6 +340,77 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
     result.lock = locked.key
     result.cuda = locked.cuda
     return result
+
+
+def _obtain_image(engine: Engine, spec: Spec, context: BuildContext, tag: str, reporter: Reporter) -> str:
+    """The box image: already on the engine, pulled from the registry (someone pushed the same settings and
+    lock), or built. Returns how it came: "built" or "pulled"."""
+    if engine.image(tag) is not None:
+        return state.image_source(tag)
+    if spec.registry:
+        remote = registry_ref(spec.registry, spec.name, context.spec_hash)
+        reporter.step(f"Pulling {remote} instead of building")
+        try:
+            found = engine.pull_if_present(remote, reporter.build_line)
+        except RegistryUnreachable as exc:
+            why = exc.message.rstrip(".")
+            reporter.step(f"Note: registry {spec.registry} cannot be reached ({why}); building here")
+            found = False
+        else:
+            if not found:
+                reporter.step(f"Note: {remote} is not in the registry yet; building here (`deepbox push` shares it)")
+        if found:
+            engine.tag(remote, tag)
+            pulled = engine.image(tag)
+            engine.untag(remote)  # the box's own name holds the image, as it does a built one
+            digest = next((d for d in (pulled.digests if pulled else ()) if d.startswith(remote.rsplit(":", 1)[0])), "")
+            state.remember_image(tag, {"source": "pulled", "from": remote, "digest": digest})
+            return "pulled"
+    base = pinned_base(spec.base, engine.image(spec.base))
+    reporter.step(f"Building image {tag}")
+    labels = {
+        LABEL_BOX: spec.engine_name,
+        LABEL_PROJECT: str(spec.project),
+        LABEL_SPEC: context.spec_hash,
+        LABEL_BASE: base,
+    }
+    engine.build(context, tag, labels, spec.build_network, reporter.build_line)
+    state.remember_image(tag, {"source": "built", "base": base})
+    return "built"
+
+
+def push(spec: Spec, site: Site, reporter: Reporter) -> dict[str, str]:
+    """`deepbox push`: the box image for the current settings and lock, to the registry under the name
+    `up` on any machine with the same settings and lock looks for."""
+    source = spec.source or "deepbox.toml"
+    if not spec.registry:
+        raise DeepboxError(
+            f"No registry is set for box '{spec.name}': add registry = \"host[:port]/namespace\" to {source}, "
+            'for example registry = "registry.example.com:5000/ml-team".'
+        )
+    _check_settings(spec)
+    engine = site.engine()
+    facts, locked = _prepare(spec, site, reporter)
+    context = render(spec, plan_for(spec, facts, cuda_major=locked.cuda_major), facts, locked)
+    tag = image_tag(spec, context)
+    if engine.image(tag) is None:
+        raise DeepboxError(
+            f"There is no image {tag} of box '{spec.name}' for its current settings and lock on this engine; "
+            "run `deepbox up` to build it, then `deepbox push`."
+        )
+    remote = registry_ref(spec.registry, spec.name, context.spec_hash)
+    reporter.step(f"Pushing {tag} to {remote}")
+    engine.tag(tag, remote)
+    try:
+        digest = engine.push(remote, reporter.build_line)
+    except RegistryUnreachable as exc:
+        raise DeepboxError(
+            f'{exc.message} Check registry = "{spec.registry}" in {source} and that the registry runs '
+            "(`docker login HOST` first when it asks for credentials)."
+        ) from None
+    finally:
+        engine.untag(remote)  # the pushed name is the registry's; locally the box's own name is enough
+    return {"image": tag, "pushed": remote, "digest": digest, "base": state.image_record(tag).get("base", "")}
 
 
 def _hand_over(engine: Engine, container: Container, spec: Spec, secrets: dict[str, str], reporter: Reporter) -> None:
@@ -418,6 +504,7 @@ def _create(
     jupyter_port: int | None,
     previous: dict[int, int],
     reporter: Reporter,
+    image_source: str = "built",
 ) -> Container:
     """previous: box port -> host port of the box this one replaces, kept where they are still free."""
     home_volume, key_volume = volume_names(spec.engine_name)
@@ -438,7 +525,8 @@ def _create(
     run_hash = _run_hash(spec, tag, public_key, site.forwards_ports)
     for attempt in range(3):
         chosen = port or site.free_port(spec.ssh_bind)
-        new = _new_container(site, spec, tag, labels, run_hash, public_key, chosen, jupyter_port, extra)
+        made_from = {**labels, LABEL_IMAGE_SOURCE: image_source}
+        new = _new_container(site, spec, tag, made_from, run_hash, public_key, chosen, jupyter_port, extra)
         try:
             container = engine.create(new)
         except BaseException:
@@ -613,6 +701,7 @@ def _result(
         alias=spec.alias,
         action=action,
         image=container.image,
+        image_source=container.labels.get(LABEL_IMAGE_SOURCE, ""),
         host=host,
         port=container.ports.get(SSH_PORT) or 0,
         user=spec.user.name,
@@ -721,6 +810,7 @@ def status(site: Site, name: str | None = None) -> list[BoxStatus]:
                 box=container.labels[LABEL_BOX],
                 state=container.status,
                 image=container.image,
+                image_source=container.labels.get(LABEL_IMAGE_SOURCE, ""),
                 port=container.ports.get(SSH_PORT),
                 project=container.labels.get(LABEL_PROJECT, ""),
                 alias=container.labels.get(LABEL_ALIAS, ""),

@@ -774,6 +774,26 @@ def snapshot(ctx: click.Context, tag: str, name: str | None) -> None:
 
 
 @cli.command()
+@json_option("Print what was pushed as JSON on stdout.")
+@project_option
+@click.pass_context
+def push(ctx: click.Context, as_json: bool) -> None:
+    """Push the box image to the registry, for the team.
+
+    It goes to REGISTRY/NAME:HASH, HASH from the box's settings and lock: `deepbox up` on any machine with the
+    same settings and lock pulls it instead of building.
+    """
+    from deepbox import box
+
+    spec, site = _spec(ctx, bind=True)
+    pushed = box.push(spec, site, ConsoleReporter())
+    if as_json:
+        _emit_json(pushed)
+        return
+    click.echo(f"Pushed {pushed['image']} as {pushed['pushed']} ({pushed['digest']}).")
+
+
+@cli.command()
 @click.argument("name", required=False, shell_complete=_complete_boxes)
 @project_option
 @click.pass_context

@@ -25,6 +25,7 @@ from deepbox.engine.base import (
     Image,
     NewContainer,
     PortInUseError,
+    RegistryUnreachable,
 )
 from deepbox.errors import DeepboxError
 
@@ -45,6 +46,7 @@ __all__ = [
     "Location",
     "NewContainer",
     "PortInUseError",
+    "RegistryUnreachable",
     "connect",
     "locate",
 ]

@@ -35,6 +35,7 @@ from deepbox.engine.base import (
     Image,
     NewContainer,
     PortInUseError,
+    RegistryUnreachable,
 )
 from deepbox.errors import DeepboxError
 from deepbox.gpu import GpuRequest, nvidia_runtime
@@ -127,7 +128,29 @@ def _split_tag(tag: str) -> tuple[str, str]:
 def _image(found: Any) -> Image:
     attrs = found.attrs
     env = tuple(attrs.get("Config", {}).get("Env") or ())
-    return Image(str(found.id), env, tuple(_short(tag) for tag in found.tags or ()), int(attrs.get("Size") or 0))
+    tags = tuple(_short(tag) for tag in found.tags or ())
+    digests = tuple(str(digest) for digest in attrs.get("RepoDigests") or ())
+    return Image(str(found.id), env, tags, int(attrs.get("Size") or 0), digests)
+
+
+def transfer_line(chunk: dict[str, Any], shown: dict[str, str]) -> str | None:
+    """One line of a push's or pull's progress when something changed: a layer's new state ("3f4e5a6b7c8d:
+    Pushed"), or the engine's own news ("Digest: sha256:..."); `shown` keeps each layer's last state."""
+    status = str(chunk.get("status") or "").strip()
+    if not status:
+        return None
+    layer = str(chunk.get("id") or "")
+    if not layer or "progressDetail" not in chunk:
+        return status if not layer else f"{layer}: {status}"
+    if shown.get(layer) == status:
+        return None  # the same state again, a few more bytes along
+    shown[layer] = status
+    return f"{layer}: {status}"
+
+
+def _absent(text: str) -> bool:
+    """Whether a registry's answer to a pull means "no such image there" (rather than "cannot reach it")."""
+    return any(sign in text for sign in ("manifest unknown", "not found", "name unknown")) and "dial tcp" not in text
 
 
 def _record(container: Any) -> Container:
@@ -231,6 +254,44 @@ class DockerEngine(Engine):
     def pull(self, name: str) -> None:
         with self._translated(f"pull {name}"):
             self.client.images.pull(name)
+
+    def pull_if_present(self, name: str, on_line: Callable[[str], None]) -> bool:
+        repository, version = _split_tag(name)
+        shown: dict[str, str] = {}
+        try:
+            for chunk in self.client.api.pull(repository, tag=version, stream=True, decode=True):
+                if "error" in chunk:
+                    raise docker.errors.APIError(str(chunk["error"]), explanation=str(chunk["error"]))
+                line = transfer_line(chunk, shown)
+                if line is not None:
+                    on_line(line)
+        except docker.errors.APIError as exc:
+            text = str(exc.explanation or exc)
+            if isinstance(exc, docker.errors.NotFound) or _absent(text):
+                return False
+            raise RegistryUnreachable(f"The engine could not pull {name}: {text.rstrip('.')}.") from exc
+        except docker.errors.DockerException as exc:
+            raise unreachable(exc, self.where) from exc
+        return True
+
+    def push(self, name: str, on_line: Callable[[str], None]) -> str:
+        repository, version = _split_tag(name)
+        shown: dict[str, str] = {}
+        digest = ""
+        with self._translated(f"push {name}"):
+            for chunk in self.client.api.push(repository, tag=version, stream=True, decode=True):
+                if "error" in chunk:
+                    raise RegistryUnreachable(f"The engine could not push {name}: {str(chunk['error']).rstrip('.')}.")
+                digest = str((chunk.get("aux") or {}).get("Digest") or digest)
+                line = transfer_line(chunk, shown)
+                if line is not None:
+                    on_line(line)
+        return digest
+
+    def tag(self, source: str, target: str) -> None:
+        repository, version = _split_tag(target)
+        with self._translated(f"name {source} {target}"):
+            self.client.api.tag(source, repository, tag=version)
 
     def build(
         self,
