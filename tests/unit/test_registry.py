@@ -8,7 +8,7 @@ from deepbox import box, state
 from deepbox.config import load_spec
 from deepbox.engine import Image
 from deepbox.engine.docker import transfer_line
-from deepbox.errors import ConfigError
+from deepbox.errors import ConfigError, DeepboxError
 
 
 @pytest.mark.parametrize(
@@ -59,24 +59,26 @@ def test_a_missing_base_is_recorded_by_name():
     assert box.pinned_base("python:3.12-slim", None) == "python:3.12-slim"
 
 
-def test_progress_is_a_line_when_a_layer_changes_state():
-    shown: dict[str, str] = {}
+def test_progress_is_a_line_when_a_layer_is_done():
     chunks = [
         {"status": "The push refers to repository [127.0.0.1:5000/team/box]"},
         {"status": "Preparing", "progressDetail": {}, "id": "3f4e5a6b7c8d"},
         {"status": "Pushing", "progressDetail": {"current": 512, "total": 4096}, "id": "3f4e5a6b7c8d"},
         {"status": "Pushing", "progressDetail": {"current": 2048, "total": 4096}, "id": "3f4e5a6b7c8d"},
         {"status": "Pushed", "progressDetail": {}, "id": "3f4e5a6b7c8d"},
+        {"status": "Layer already exists", "progressDetail": {}, "id": "0a1b2c3d4e5f"},
+        {"status": "Downloading", "progressDetail": {"current": 1, "total": 9}, "id": "5d0b34257289"},
+        {"status": "Pull complete", "progressDetail": {}, "id": "5d0b34257289"},
         {"status": "v1: digest: sha256:ee size: 1234"},
         {"progressDetail": {}, "aux": {"Tag": "v1", "Digest": "sha256:ee", "Size": 1234}},
         {"status": "Pulling from team/box", "id": "v1"},
     ]
-    lines = [line for chunk in chunks if (line := transfer_line(chunk, shown)) is not None]
+    lines = [line for chunk in chunks if (line := transfer_line(chunk)) is not None]
     assert lines == [
         "The push refers to repository [127.0.0.1:5000/team/box]",
-        "3f4e5a6b7c8d: Preparing",
-        "3f4e5a6b7c8d: Pushing",
         "3f4e5a6b7c8d: Pushed",
+        "0a1b2c3d4e5f: Layer already exists",
+        "5d0b34257289: Pull complete",
         "v1: digest: sha256:ee size: 1234",
         "v1: Pulling from team/box",
     ]
@@ -88,3 +90,13 @@ def test_how_an_image_came_is_remembered(home):
     state.remember_image("deepbox/y:2", {"source": "built", "base": "python@sha256:aa"})
     assert state.image_source("deepbox/x:1") == "pulled"
     assert state.image_record("deepbox/y:2") == {"source": "built", "base": "python@sha256:aa"}
+
+
+def test_push_without_a_registry_is_one_sentence_before_any_engine_call(make_project):
+    project = make_project('name = "solo"\n')
+    with pytest.raises(DeepboxError) as info:
+        box.push(load_spec(project), None, None)  # type: ignore[arg-type] - refused before either is used
+    assert info.value.message == (
+        f"No registry is set for box 'solo': add registry = \"host[:port]/namespace\" to {project / 'deepbox.toml'}, "
+        'for example registry = "registry.example.com:5000/ml-team".'
+    )

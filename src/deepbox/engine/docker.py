@@ -133,19 +133,19 @@ def _image(found: Any) -> Image:
     return Image(str(found.id), env, tags, int(attrs.get("Size") or 0), digests)
 
 
-def transfer_line(chunk: dict[str, Any], shown: dict[str, str]) -> str | None:
-    """One line of a push's or pull's progress when something changed: a layer's new state ("3f4e5a6b7c8d:
-    Pushed"), or the engine's own news ("Digest: sha256:..."); `shown` keeps each layer's last state."""
+_LAYER_DONE = ("Pushed", "Layer already exists", "Mounted from", "Pull complete", "Already exists")
+
+
+def transfer_line(chunk: dict[str, Any]) -> str | None:
+    """One line of a push's or pull's progress: a layer done ("3f4e5a6b7c8d: Pushed"), or the engine's own
+    news ("Digest: sha256:..."); the byte counts and passing states in between are left out."""
     status = str(chunk.get("status") or "").strip()
     if not status:
         return None
     layer = str(chunk.get("id") or "")
     if not layer or "progressDetail" not in chunk:
         return status if not layer else f"{layer}: {status}"
-    if shown.get(layer) == status:
-        return None  # the same state again, a few more bytes along
-    shown[layer] = status
-    return f"{layer}: {status}"
+    return f"{layer}: {status}" if status.startswith(_LAYER_DONE) else None
 
 
 def _absent(text: str) -> bool:
@@ -257,12 +257,11 @@ class DockerEngine(Engine):
 
     def pull_if_present(self, name: str, on_line: Callable[[str], None]) -> bool:
         repository, version = _split_tag(name)
-        shown: dict[str, str] = {}
         try:
             for chunk in self.client.api.pull(repository, tag=version, stream=True, decode=True):
                 if "error" in chunk:
                     raise docker.errors.APIError(str(chunk["error"]), explanation=str(chunk["error"]))
-                line = transfer_line(chunk, shown)
+                line = transfer_line(chunk)
                 if line is not None:
                     on_line(line)
         except docker.errors.APIError as exc:
@@ -276,14 +275,13 @@ class DockerEngine(Engine):
 
     def push(self, name: str, on_line: Callable[[str], None]) -> str:
         repository, version = _split_tag(name)
-        shown: dict[str, str] = {}
         digest = ""
         with self._translated(f"push {name}"):
             for chunk in self.client.api.push(repository, tag=version, stream=True, decode=True):
                 if "error" in chunk:
                     raise RegistryUnreachable(f"The engine could not push {name}: {str(chunk['error']).rstrip('.')}.")
                 digest = str((chunk.get("aux") or {}).get("Digest") or digest)
-                line = transfer_line(chunk, shown)
+                line = transfer_line(chunk)
                 if line is not None:
                     on_line(line)
         return digest
