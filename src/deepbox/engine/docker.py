@@ -340,10 +340,18 @@ class DockerEngine(Engine):
 
     def commit(self, container_id: str, tag: str, message: str, changes: list[str]) -> str:
         repository, version = _split_tag(tag)
+        api = self.client.api
         with self._translated(f"commit {container_id[:12]} to {tag}"):
-            made = self.client.api.commit(
-                container_id, repository=repository, tag=version, message=message, changes=changes
-            )
+            # Docker keeps the committed container's own settings in the image (ContainerConfig), its
+            # run-time environment and so the box's public key among them. A stopped copy created from
+            # a first, untagged commit holds only that image's settings (`changes` applied); committing
+            # the copy leaves those alone in the image. The untagged one goes with the tagged one.
+            first = api.commit(container_id, message=message, changes=changes)
+            copy = api.create_container(first["Id"])
+            try:
+                made = api.commit(copy["Id"], repository=repository, tag=version, message=message)
+            finally:
+                api.remove_container(copy["Id"], force=True)
             return str(made["Id"])
 
     # Containers -------------------------------------------------------------------------------
