@@ -246,7 +246,8 @@ def add_include(text: str, line: str) -> str:
     """The user's config with our Include as the first directive; every other byte kept."""
     if line in text.splitlines():
         return text
-    return f"{INCLUDE_MARKER}\n{line}\n\n{text}"
+    newline = "\r\n" if "\r\n" in text else "\n"  # a CRLF file stays all CRLF
+    return f"{INCLUDE_MARKER}{newline}{line}{newline}{newline}{text}"
 
 
 def ensure_include() -> None:

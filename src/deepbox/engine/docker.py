@@ -412,7 +412,8 @@ class DockerEngine(Engine):
 
     def remove(self, container_id: str) -> None:
         try:
-            self.client.api.remove_container(container_id, force=True)
+            # v=True: the anonymous volumes of the image's VOLUMEs go with it; the box's named volumes stay.
+            self.client.api.remove_container(container_id, force=True, v=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
@@ -531,9 +532,18 @@ class DockerEngine(Engine):
         if network is not None:
             extra["network_mode"] = network
         with self._translated(f"run {image[:40]}"):
-            output = self.client.containers.run(
-                image, command, remove=True, user=user or None, environment=environment, labels=labels, **extra
+            # Not the SDK's remove=True: it leaves the anonymous volumes of an image's VOLUMEs (a snapshot has some).
+            container = self.client.containers.run(
+                image, command, detach=True, user=user or None, environment=environment, labels=labels, **extra
             )
+            try:
+                code = container.wait()["StatusCode"]
+                if code != 0:
+                    stderr = container.logs(stdout=False, stderr=True)
+                    raise docker.errors.ContainerError(container, code, command, image, stderr)
+                output = container.logs(stdout=True, stderr=False)
+            finally:
+                container.remove(force=True, v=True)
             return output.decode(errors="replace") if isinstance(output, bytes) else str(output)
 
     # Volumes ----------------------------------------------------------------------------------
