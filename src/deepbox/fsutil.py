@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+from filelock import FileLock
+
+from deepbox import paths
 
 
 def atomic_write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
@@ -18,6 +25,25 @@ def atomic_write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
             os.fsync(handle.fileno())
         Path(tmp).chmod(mode)
         Path(tmp).replace(path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write or fsync names no file: name the one deepbox was writing
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def disk_full(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def shared_files_lock() -> Iterator[None]:
+    """Held around a read-modify-write of a file every box shares (the ssh config deepbox owns, its
+    known_hosts, the servers list): concurrent `up`s of different boxes would otherwise drop each
+    other's entries."""
+    paths.locks_dir().mkdir(parents=True, exist_ok=True)
+    with FileLock(paths.locks_dir() / "shared-files.lock", timeout=120):
+        yield
