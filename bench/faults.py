@@ -1,4 +1,4 @@
-"""Fault injection: SIGKILL `deepbox up` and `deepbox rm` at random moments, then check what they left.
+"""Fault injection: SIGKILL `deepbox up`, `rm` and `lock` at random moments, then check what they left.
 
 Each trial starts the command as its own process (in its own process group), sleeps a random time
 within the command's measured duration, and SIGKILLs deepbox alone, as the OOM killer would. Then:
@@ -8,11 +8,12 @@ within the command's measured duration, and SIGKILLs deepbox alone, as the OOM k
 - orphans: the engine holds at most the box's container `deepbox-NAME`, and no volume but the box's
   two; a container the next `up` cannot adopt counts as an orphan (the recovery below finds it);
 - temp files: none of deepbox's temporary names (`.FILE.*.tmp`, `.FOLDER.new-*`, `.FOLDER.old-*`) in
-  HOME or the project;
+  HOME or the project, and nothing in its TMPDIR (a folder of its own) but the ControlMaster folder;
 - files deepbox owns: the ssh config it owns and ~/.ssh/config parse (`ssh -G ALIAS` exits 0), every
   known_hosts line has three fields, every JSON/TOML/XML file under deepbox's data folder and the
   project's deepbox.lock parses;
-- recovery: a plain `deepbox up` (no flag) exits 0 and `ssh ALIAS true` answers through the alias.
+- recovery: a plain `deepbox up` (no flag; after a killed `lock`, a plain `deepbox lock` first) exits 0
+  and `ssh ALIAS true` answers through the alias; then the checks above run again, TMPDIR's included.
 
 The seed is printed; `--seed N` repeats a run. Everything runs under a throwaway HOME with a box named
 `faults-<random>`, removed at the end (also on failure). See bench/README.md.
@@ -40,6 +41,7 @@ from pathlib import Path
 DEFAULT_BASE = "deepbox/debian:bookworm"
 DEFAULT_CA = "/etc/ssl/certs/ca-certificates.crt"
 TEMP_NAME = re.compile(r"^\..+\.(tmp|new-\w+|old-\w+)$")
+CONTROL_DIR = re.compile(r"^deepbox-[^-]+-[0-9a-f]{8}$")
 CHILDREN_GRACE_S = 15.0
 
 
@@ -65,9 +67,15 @@ class Box:
             f'name = "{self.name}"\nbase = "{self.base}"\nframeworks = []\n[env]\nFAULT_TRIAL = "{env_value}"\n{ca}'
         )
 
+    @property
+    def tmp(self) -> Path:
+        """deepbox's TMPDIR here: a folder of its own, so what a killed command left there shows."""
+        return self.home.parent / f"{self.name}-tmp"
+
     def environ(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_") and k != "SSH_AUTH_SOCK"}
-        return {**env, "HOME": str(self.home), **self.env}
+        self.tmp.mkdir(exist_ok=True)
+        return {**env, "HOME": str(self.home), "TMPDIR": str(self.tmp), **self.env}
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "deepbox.cli", "-C", str(self.project), *args]
@@ -127,8 +135,9 @@ def group_members(pgid: int) -> list[str]:
     return found
 
 
-def leftovers(box: Box) -> list[str]:
-    """What a killed command may have left: orphans on the engine, temp files, broken files."""
+def leftovers(box: Box, recovered: bool) -> list[str]:
+    """What a killed command may have left: orphans on the engine, temp files, broken files. A killed
+    process cannot remove its temp folder in TMPDIR: the next command of its kind does (recovered)."""
     problems: list[str] = []
     containers = docker_names("ps", "-a", "--filter", f"label=deepbox.box={box.name}")
     if set(containers) - {f"deepbox-{box.name}"}:
@@ -140,6 +149,9 @@ def leftovers(box: Box) -> list[str]:
         for path in folder.rglob("*"):
             if TEMP_NAME.match(path.name):
                 problems.append(f"temp file left: {path}")
+    # The one thing deepbox keeps in TMPDIR is the folder of ControlMaster sockets (deepbox-USER-HASH).
+    if recovered:
+        problems += [f"temp file left: {p}" for p in box.tmp.glob("*") if not CONTROL_DIR.match(p.name)]
     problems += broken_files(box)
     return problems
 
@@ -178,7 +190,11 @@ def broken_files(box: Box) -> list[str]:
     return problems
 
 
-def recovers(box: Box) -> list[str]:
+def recovers(box: Box, command: str) -> list[str]:
+    if command.startswith("lock"):
+        again = box.run("lock")
+        if again.returncode != 0:
+            return [f"the next `deepbox lock` failed (exit {again.returncode}): {again.stderr.strip()[-400:]}"]
     up = box.run("up")
     if up.returncode != 0:
         return [f"the next `deepbox up` failed (exit {up.returncode}): {up.stderr.strip()[-400:]}"]
@@ -202,24 +218,28 @@ def timed(box: Box, *args: str) -> float:
     return time.perf_counter() - start
 
 
-def run_trials(box: Box, trials: int, rng: random.Random, log=print) -> list[Trial]:
-    """The box must be up. Alternates killed `up`s (recreating the box) and killed `rm`s."""
+COMMANDS = ("up", "up", "rm", "rm --volumes", "lock --upgrade")
+
+
+def run_trials(box: Box, trials: int, rng: random.Random, log=print, commands=COMMANDS) -> list[Trial]:
+    """Killed `up`s (each recreating the box), `rm`s and `lock --upgrade`s (a full re-resolve), drawn at random."""
     timed(box, "up")  # builds the image: not a duration to aim the kills at
     box.write_config("measure")
     durations = {"up": timed(box, "up")}  # a recreating up, as the trials' are
     durations["rm"] = timed(box, "rm")
+    durations["lock"] = timed(box, "lock", "--upgrade")
     timed(box, "up")
     done = []
     for number in range(trials):
-        command = rng.choice(["up", "up", "rm", "rm --volumes"])
+        command = rng.choice(commands)
         delay = rng.uniform(0, durations[command.split()[0]])
         if command == "up":
             box.write_config(str(number))
         trial = Trial(command, delay)
         trial.problems += kill_at(box, command.split(), delay)
-        trial.problems += leftovers(box)
-        trial.problems += recovers(box)
-        trial.problems += leftovers(box)
+        trial.problems += leftovers(box, recovered=False)
+        trial.problems += recovers(box, command)
+        trial.problems += leftovers(box, recovered=True)
         log(f"trial {number + 1}/{trials}: {command} killed at {delay:.2f} s: {'; '.join(trial.problems) or 'ok'}")
         done.append(trial)
     return done

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,3 +48,30 @@ def shared_files_lock() -> Iterator[None]:
     paths.locks_dir().mkdir(parents=True, exist_ok=True)
     with FileLock(paths.locks_dir() / "shared-files.lock", timeout=120):
         yield
+
+
+@contextlib.contextmanager
+def temporary_folder(prefix: str) -> Iterator[Path]:
+    """A private temp folder named PREFIX<pid>-..., removed on the way out. A process killed outright
+    (SIGKILL, the OOM killer) cannot remove its own, so each call first removes those of dead processes."""
+    root = Path(tempfile.gettempdir())
+    for stale in root.glob(f"{prefix}*-*"):
+        pid = stale.name.removeprefix(prefix).split("-", 1)[0]
+        with contextlib.suppress(OSError, ValueError):
+            if stale.is_dir() and stale.stat().st_uid == os.geteuid() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

@@ -6,12 +6,14 @@ from __future__ import annotations
 import errno
 import multiprocessing
 import os
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from deepbox import cli, paths, ssh
-from deepbox.fsutil import atomic_write
+from deepbox.fsutil import atomic_write, temporary_folder
 
 WRITERS = 6
 BOXES_EACH = 8
@@ -65,3 +67,21 @@ def test_a_full_disk_is_one_sentence(capsys, monkeypatch):
         "Error: The disk that holds /home/me/.local/share/deepbox/ssh_config is full; free some space there "
         "and run the command again (the file deepbox was writing is unchanged)."
     )
+
+
+def test_a_temporary_folder_sweeps_those_of_killed_processes(tmp_path, monkeypatch):
+    tmp_path = tmp_path / "temp"
+    tmp_path.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = tmp_path / f"deepbox-lock-{dead.pid}-abc"  # what a SIGKILLed `deepbox lock` leaves
+    (left / "sub").mkdir(parents=True)
+    live = tmp_path / f"deepbox-lock-{os.getppid()}-def"  # another command still at work
+    live.mkdir()
+    other = tmp_path / f"deepbox-dotfiles-{dead.pid}-ghi"  # another kind: not this call's to sweep
+    other.mkdir()
+    with temporary_folder("deepbox-lock-") as folder:
+        assert folder.name.startswith(f"deepbox-lock-{os.getpid()}-") and folder.is_dir()
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([folder.name, live.name, other.name])
+    assert not folder.exists()
