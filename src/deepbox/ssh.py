@@ -24,6 +24,7 @@ from deepbox.fsutil import atomic_write, shared_files_lock
 INCLUDE_MARKER = "# Added by deepbox: its boxes' Host entries (see `deepbox --help`)."
 BLOCK_START = "# deepbox box: {alias}"
 BLOCK_END = "# end deepbox box: {alias}"
+CONTROL_DIR_MAX = 104 - 1 - 40 - 17 - 1  # sun_path, '/', %C, ssh's temp suffix, NUL
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,11 @@ def control_dir() -> Path:
     digest = hashlib.sha256(str(paths.data_dir()).encode()).hexdigest()[:8]
     ids = hostos.user_ids()
     owner = ids[0] if ids else hostos.account_name() or "user"  # one folder per user of a shared /tmp
-    return Path(tempfile.gettempdir()) / f"deepbox-{owner}-{digest}"
+    name = f"deepbox-{owner}-{digest}"
+    folder = Path(tempfile.gettempdir()) / name
+    # ssh binds PATH/%C (40 characters) plus a 17-character suffix: within macOS's 104-byte limit only
+    # under a short folder, which a long TMPDIR (macOS's own /var/folders/..., a test's) is not.
+    return folder if len(str(folder)) <= CONTROL_DIR_MAX else Path("/tmp") / name  # noqa: S108 (per user, 0700)
 
 
 def _quote(path: Path | str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import multiprocessing
 import os
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -85,3 +86,19 @@ def test_a_temporary_folder_sweeps_those_of_killed_processes(tmp_path, monkeypat
         assert folder.name.startswith(f"deepbox-lock-{os.getpid()}-") and folder.is_dir()
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([folder.name, live.name, other.name])
     assert not folder.exists()
+
+
+def test_a_long_tmpdir_still_gives_control_sockets_that_bind(tmp_path, monkeypatch):
+    long_tmp = tmp_path / ("t" * 60)  # as macOS's /var/folders/... TMPDIR, or a test's, can be
+    long_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long_tmp))
+    folder = ssh.control_dir()
+    assert folder.parent == Path("/tmp")
+    folder.mkdir(mode=0o700, exist_ok=True)
+    socket_path = folder / ("f" * 40 + ".AbCdEfGhIjKlMnOp")  # %C, and the suffix ssh binds first
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(socket_path))  # "too long for Unix domain socket" before
+    socket_path.unlink()
+    folder.rmdir()
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp")
+    assert ssh.control_dir() == folder  # a short TMPDIR is used as it is
