@@ -12,7 +12,7 @@ within the command's measured duration, and SIGKILLs deepbox alone, as the OOM k
 - files deepbox owns: the ssh config it owns and ~/.ssh/config parse (`ssh -G ALIAS` exits 0), every
   known_hosts line has three fields, every JSON/TOML/XML file under deepbox's data folder and the
   project's deepbox.lock parses;
-- recovery: a plain `deepbox up` (no flag; after a killed `lock`, a plain `deepbox lock` first) exits 0
+- recovery: a plain `deepbox up` (no flag; after a killed `lock --upgrade`, that command again first) exits 0
   and `ssh ALIAS true` answers through the alias; then the checks above run again, TMPDIR's included.
 
 The seed is printed; `--seed N` repeats a run. Everything runs under a throwaway HOME with a box named
@@ -191,10 +191,10 @@ def broken_files(box: Box) -> list[str]:
 
 
 def recovers(box: Box, command: str) -> list[str]:
-    if command.startswith("lock"):
-        again = box.run("lock")
+    if command.startswith("lock"):  # the user runs it again: its resolve removes the killed one's temp folder
+        again = box.run(*command.split())
         if again.returncode != 0:
-            return [f"the next `deepbox lock` failed (exit {again.returncode}): {again.stderr.strip()[-400:]}"]
+            return [f"the next `deepbox {command}` failed (exit {again.returncode}): {again.stderr.strip()[-400:]}"]
     up = box.run("up")
     if up.returncode != 0:
         return [f"the next `deepbox up` failed (exit {up.returncode}): {up.stderr.strip()[-400:]}"]
