@@ -145,7 +145,7 @@ def leftovers(box: Box, recovered: bool) -> list[str]:
     volumes = docker_names("volume", "ls", "--filter", f"label=deepbox.box={box.name}")
     if set(volumes) - {f"deepbox-{box.name}-home", f"deepbox-{box.name}-hostkeys"}:
         problems.append(f"orphan volumes: {volumes}")
-    for folder in (box.home, box.project):
+    for folder in (box.home, box.project) if recovered else ():  # the next write of that file removes it
         for path in folder.rglob("*"):
             if TEMP_NAME.match(path.name):
                 problems.append(f"temp file left: {path}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import shutil
 import tempfile
@@ -18,7 +19,8 @@ from deepbox import paths
 def atomic_write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
     """Write via a temp file in the same folder and rename: readers see old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_dead_writers_files(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode() if isinstance(text, str) else text)
@@ -34,6 +36,15 @@ def atomic_write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _remove_dead_writers_files(path: Path) -> None:
+    """A writer killed outright (SIGKILL) leaves its .NAME.PID-*.tmp: the next write of NAME removes it."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*-*.tmp"):
+        pid = stale.name.removeprefix(f".{path.name}.").split("-", 1)[0]
+        with contextlib.suppress(OSError, ValueError):
+            if stale.stat().st_uid == os.geteuid() and not _alive(int(pid)):
+                stale.unlink()
 
 
 def disk_full(exc: OSError) -> bool:

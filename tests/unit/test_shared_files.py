@@ -102,3 +102,15 @@ def test_a_long_tmpdir_still_gives_control_sockets_that_bind(tmp_path, monkeypat
     folder.rmdir()
     monkeypatch.setattr(tempfile, "tempdir", "/tmp")
     assert ssh.control_dir() == folder  # a short TMPDIR is used as it is
+
+
+def test_a_write_removes_the_temp_file_of_a_killed_writer(home):
+    target = home / "known_hosts"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = home / f".known_hosts.{dead.pid}-abc123.tmp"  # a writer SIGKILLed between write and rename
+    left.write_text("half")
+    busy = home / f".known_hosts.{os.getppid()}-def456.tmp"  # a writer still at work
+    busy.write_text("half")
+    atomic_write(target, "new\n")
+    assert sorted(p.name for p in home.iterdir()) == sorted(["known_hosts", busy.name])
