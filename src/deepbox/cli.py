@@ -1246,6 +1246,12 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def _disk_full(exc: OSError) -> bool:
+    from deepbox.fsutil import disk_full
+
+    return disk_full(exc)
+
+
 def _run(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
     own = args[: args.index("--")] if "--" in args else args  # after `--` they belong to another program
@@ -1268,6 +1274,18 @@ def _run(argv: list[str] | None) -> int:
         if debug:
             raise
         console = _console()
+        if isinstance(exc, OSError) and _disk_full(exc):
+            where = f"The disk that holds {exc.filename}" if exc.filename else "A disk deepbox writes to"
+            sentence = (
+                f"{where} is full; free some space there and run the command again "
+                "(the file deepbox was writing is unchanged)."
+            )
+            console.print(
+                f"[red]Error:[/] {_escape(sentence)}",
+                soft_wrap=True,
+                markup=True,
+            )
+            return 1
         if isinstance(exc, DeepboxError):
             # The detail (a log's tail) first, so the sentence with the fix is the last thing on screen.
             if exc.detail:

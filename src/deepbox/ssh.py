@@ -19,11 +19,12 @@ from pathlib import Path
 
 from deepbox import hostos, paths
 from deepbox.errors import DeepboxError
-from deepbox.fsutil import atomic_write
+from deepbox.fsutil import atomic_write, shared_files_lock
 
 INCLUDE_MARKER = "# Added by deepbox: its boxes' Host entries (see `deepbox --help`)."
 BLOCK_START = "# deepbox box: {alias}"
 BLOCK_END = "# end deepbox box: {alias}"
+CONTROL_DIR_MAX = 104 - 1 - 40 - 17 - 1  # sun_path, '/', %C, ssh's temp suffix, NUL
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,11 @@ def pin_host_key(alias: str, host_public_key: str) -> None:
         raise DeepboxError(f"The box {alias} reported a malformed host key; run `deepbox rm` and `deepbox up`.")
     entry = f"{alias} {fields[0]} {fields[1]}"
     known = paths.known_hosts()
-    lines = known.read_text().splitlines() if known.exists() else []
-    kept = [line for line in lines if line.split(" ", 1)[0] != alias]
-    if [*kept, entry] != lines:
-        atomic_write(known, "\n".join([*kept, entry]) + "\n", 0o644)
+    with shared_files_lock():
+        lines = known.read_text().splitlines() if known.exists() else []
+        kept = [line for line in lines if line.split(" ", 1)[0] != alias]
+        if [*kept, entry] != lines:
+            atomic_write(known, "\n".join([*kept, entry]) + "\n", 0o644)
 
 
 def pinned_host_key(alias: str) -> str | None:
@@ -130,7 +132,9 @@ def fingerprint(host_public_key: str) -> str:
 
 def forget_host(alias: str) -> None:
     known = paths.known_hosts()
-    if known.exists():
+    with shared_files_lock():
+        if not known.exists():
+            return
         lines = known.read_text().splitlines()
         kept = [line for line in lines if line.split(" ", 1)[0] != alias]
         if kept != lines:
@@ -145,7 +149,11 @@ def control_dir() -> Path:
     digest = hashlib.sha256(str(paths.data_dir()).encode()).hexdigest()[:8]
     ids = hostos.user_ids()
     owner = ids[0] if ids else hostos.account_name() or "user"  # one folder per user of a shared /tmp
-    return Path(tempfile.gettempdir()) / f"deepbox-{owner}-{digest}"
+    name = f"deepbox-{owner}-{digest}"
+    folder = Path(tempfile.gettempdir()) / name
+    # ssh binds PATH/%C (40 characters) plus a 17-character suffix: within macOS's 104-byte limit only
+    # under a short folder, which a long TMPDIR (macOS's own /var/folders/..., a test's) is not.
+    return folder if len(str(folder)) <= CONTROL_DIR_MAX else Path("/tmp") / name  # noqa: S108 (per user, 0700)
 
 
 def _quote(path: Path | str) -> str:
@@ -216,16 +224,18 @@ def forwards(alias: str) -> dict[int, int]:
 
 
 def write_host(endpoint: Endpoint) -> None:
-    blocks = _blocks(_read(paths.owned_ssh_config()))
-    blocks[endpoint.alias] = host_block(endpoint)
-    _write_owned(blocks)
-    ensure_include()
+    with shared_files_lock():
+        blocks = _blocks(_read(paths.owned_ssh_config()))
+        blocks[endpoint.alias] = host_block(endpoint)
+        _write_owned(blocks)
+        ensure_include()
 
 
 def remove_host(alias: str) -> None:
-    blocks = _blocks(_read(paths.owned_ssh_config()))
-    if blocks.pop(alias, None) is not None:
-        _write_owned(blocks)
+    with shared_files_lock():
+        blocks = _blocks(_read(paths.owned_ssh_config()))
+        if blocks.pop(alias, None) is not None:
+            _write_owned(blocks)
 
 
 def _write_owned(blocks: dict[str, str]) -> None:

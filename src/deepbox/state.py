@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from deepbox import paths
-from deepbox.fsutil import atomic_write
+from deepbox.fsutil import atomic_write, shared_files_lock
 
 
 def read_json(path: Path) -> Any:
@@ -30,9 +30,10 @@ def jupyter_token(box: str) -> str:
 
 
 def remember_host(host: str) -> None:
-    known = known_hosts()
-    if host not in known:
-        atomic_write(paths.remote_hosts(), json.dumps(sorted([*known, host]), indent=1) + "\n")
+    with shared_files_lock():
+        known = known_hosts()
+        if host not in known:
+            atomic_write(paths.remote_hosts(), json.dumps(sorted([*known, host]), indent=1) + "\n")
 
 
 def known_hosts() -> list[str]:
