@@ -303,20 +303,24 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
         endpoint = ssh.Endpoint(
             spec.alias, site.connect_host(spec.ssh_bind), port, spec.user.name, key, site.jump, forwards
         )
-        ssh.pin_host_key(spec.alias, _host_key(engine, container))
-        _hand_over(engine, container, spec, secrets, reporter)
+        # A kept box (same container settings, same host-key volume) is reached with the key pinned before:
+        # ssh checks it itself, so it is read out of band only for a new box or one that shows another key.
+        trusted = action in ("running", "started") and ssh.pinned_host_key(spec.alias) is not None
+        if not trusted:
+            ssh.pin_host_key(spec.alias, _host_key(engine, container))
         ssh.write_host(endpoint)
-        # The framework check goes through the engine, not SSH: run it while SSH comes up.
+        # The hand-over and the framework check go through the engine, not SSH: run them while SSH comes up.
         reporter.step(f"Waiting for SSH on {endpoint.host}:{port} and checking frameworks inside the box")
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            handing = pool.submit(_hand_over, engine, container, spec, secrets, reporter)
             checking = pool.submit(verify, engine, container, spec, plan.frameworks)
             try:
-                # The probe's login also reads the notes the box wrote on choices its OpenSSH forced.
-                notes = ssh.probe(spec.alias, READY_TIMEOUT, f"cat {SSHD_NOTES} 2>/dev/null; true").splitlines()
+                notes = _reach(engine, container, spec.alias, trusted, shared=action == "running")
             except DeepboxError as exc:
                 checking.cancel()
                 exc.detail = _log_tail(engine, container)
                 raise
+            handing.result()
             python_version, checks = checking.result()
         for note in notes:
             reporter.step(f"Note: {note}")
@@ -411,6 +415,19 @@ def push(spec: Spec, site: Site, reporter: Reporter) -> dict[str, str]:
     finally:
         engine.untag(remote)  # the pushed name is the registry's; locally the box's own name is enough
     return {"image": tag, "pushed": remote, "digest": digest, "base": state.image_record(tag).get("base", "")}
+
+
+def _reach(engine: Engine, container: Container, alias: str, trusted: bool, *, shared: bool) -> list[str]:
+    """Wait for an authenticated ssh login to the box; its login also reads the notes the box wrote on
+    choices its OpenSSH forced. trusted: try the pinned host key first (see ssh.probe); shared: a box
+    that was running already may be reached through the alias's ControlMaster, when it has one."""
+    command = f"cat {SSHD_NOTES} 2>/dev/null; true"
+    if trusted:
+        output = ssh.probe(alias, READY_TIMEOUT, command, trusting_pin=True, shared=shared)
+        if output is not None:
+            return output.splitlines()
+        ssh.pin_host_key(alias, _host_key(engine, container))
+    return (ssh.probe(alias, READY_TIMEOUT, command) or "").splitlines()
 
 
 def _hand_over(engine: Engine, container: Container, spec: Spec, secrets: dict[str, str], reporter: Reporter) -> None:

@@ -292,9 +292,16 @@ def ssh_base_args() -> list[str]:
     return ["ssh"]
 
 
-def probe(alias: str, timeout: float, command: str = "true") -> str:
+HOST_KEY_REFUSED = "Host key verification failed."
+
+
+def probe(
+    alias: str, timeout: float, command: str = "true", *, trusting_pin: bool = False, shared: bool = False
+) -> str | None:
     """Wait until an authenticated `ssh <alias> COMMAND` succeeds (a TCP connect is not enough); returns
-    what it printed."""
+    what it printed. trusting_pin: the host key pinned earlier is tried as it is, and a box that shows
+    another key gives None at once (read and pin its key, then probe again). shared: a ControlMaster
+    the alias already has carries the check (no new handshake); without one, a fresh connection."""
     deadline = time.monotonic() + timeout
     last = ""
     args = [
@@ -305,8 +312,7 @@ def probe(alias: str, timeout: float, command: str = "true") -> str:
         "ConnectTimeout=5",
         "-o",
         "ControlMaster=no",
-        "-o",
-        "ControlPath=none",
+        *(() if shared else ("-o", "ControlPath=none")),
         "-o",
         "ClearAllForwardings=yes",  # the alias's forwards belong to the user's sessions, not to this check
         alias,
@@ -317,6 +323,8 @@ def probe(alias: str, timeout: float, command: str = "true") -> str:
         result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=30)
         if result.returncode == 0:
             return result.stdout
+        if trusting_pin and HOST_KEY_REFUSED in result.stderr:
+            return None
         last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"
         attempts += 1
         # sshd listens within a fraction of a second of the start: ask often at first, then gently.

@@ -41,6 +41,8 @@ from deepbox.errors import DeepboxError
 from deepbox.gpu import GpuRequest, nvidia_runtime
 from deepbox.model import BuildContext
 
+# Any version the SDK accepts, for the one request (GET /version) that learns the engine's own.
+_FIRST_API_VERSION = "1.24"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 
 
@@ -184,8 +186,16 @@ class DockerEngine(Engine):
         self.where = where
         self._on_close = on_close
         try:
-            self.client = docker.DockerClient(base_url=url, tls=tls or False, timeout=120)
-            self.client.ping()
+            # One request reaches the engine and says its API version (the SDK's "auto" asks for it, and
+            # then a ping asked again); the answer is kept for info().
+            asking = docker.APIClient(base_url=url, tls=tls or False, timeout=120, version=_FIRST_API_VERSION)
+            try:
+                self._version = dict(asking.version(api_version=False))
+            finally:
+                asking.close()
+            self.client = docker.DockerClient(
+                base_url=url, tls=tls or False, timeout=120, version=str(self._version["ApiVersion"])
+            )
         except Exception as exc:  # requests' connection errors escape the SDK's own types
             self.close()
             raise unreachable(exc, where) from exc
@@ -202,7 +212,7 @@ class DockerEngine(Engine):
         if self._info is None:
             with self._translated("describe itself"):
                 info = dict(self.client.info())
-                version = dict(self.client.version())
+                version = self._version
             components = " ".join(str(c.get("Name", "")) for c in version.get("Components") or [])
             kind = "podman" if "podman" in components.lower() else "docker"
             security = " ".join(str(option) for option in info.get("SecurityOptions") or [])
