@@ -127,7 +127,14 @@ def _split_tag(tag: str) -> tuple[str, str]:
 def _image(found: Any) -> Image:
     attrs = found.attrs
     env = tuple(attrs.get("Config", {}).get("Env") or ())
-    return Image(str(found.id), env, tuple(_short(tag) for tag in found.tags or ()), int(attrs.get("Size") or 0))
+    return Image(
+        str(found.id),
+        env,
+        tuple(_short(tag) for tag in found.tags or ()),
+        int(attrs.get("Size") or 0),
+        dict(attrs.get("Config", {}).get("Labels") or {}),
+        str(attrs.get("Created") or ""),
+    )
 
 
 def _record(container: Any) -> Container:
@@ -273,6 +280,33 @@ class DockerEngine(Engine):
     def untag(self, name: str) -> None:
         with contextlib.suppress(docker.errors.DockerException):
             self.client.images.remove(name, noprune=False)
+
+    def remove_image(self, name: str) -> None:
+        try:
+            with self._translated(f"remove image {name}"):
+                self.client.images.remove(name, noprune=False)
+        except DeepboxError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, docker.errors.ImageNotFound):
+                return  # already gone
+            if isinstance(cause, docker.errors.APIError) and cause.status_code == 409:
+                raise DeepboxError(
+                    f"Image {name} is in use by a container, so it stays; remove that container first."
+                ) from None
+            raise
+
+    def images_in_use(self) -> set[str]:
+        with self._translated("list containers"):
+            return {str(c["ImageID"]) for c in self.client.api.containers(all=True) if c.get("ImageID")}
+
+    def own_sizes(self) -> dict[str, int]:
+        with self._translated("read image sizes"):
+            usage = self.client.df()
+        sizes = {}
+        for entry in usage.get("Images") or []:
+            size, shared = int(entry.get("Size") or 0), int(entry.get("SharedSize") or 0)
+            sizes[str(entry["Id"])] = size - max(shared, 0)
+        return sizes
 
     def import_image(self, tar_stream: IO[bytes], tag: str) -> None:
         repository, version = _split_tag(tag)
