@@ -840,7 +840,7 @@ def prune(ctx: click.Context, name: str | None, yes: bool, snapshots: bool, as_j
     rows, site = _images_of(ctx, name)
     doomed = images.removable(rows, snapshots)
     if yes and doomed:
-        doomed = images.prune(site, doomed)
+        doomed = images.prune(site, doomed, ConsoleReporter())
     size = images.human_size(images.freed(doomed))
     count = f"{len(doomed)} image{'' if len(doomed) == 1 else 's'}"
     if as_json:

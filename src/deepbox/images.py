@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from deepbox.box import Reporter, box_lock
 from deepbox.engine.base import LABEL_BOX, LABEL_PROJECT, Container, Image
 from deepbox.errors import DeepboxError
 from deepbox.site import Site
@@ -95,18 +96,24 @@ def box_images(site: Site, box: str | None = None) -> list[BoxImage]:
     return [row for row in rows if box is None or row.box == box]
 
 
-def prune(site: Site, rows: list[BoxImage]) -> list[BoxImage]:
-    """Remove these images; returns the ones removed. One the engine refuses (a container came to use
-    it meanwhile) stays, and the error names it after the others are gone."""
+def prune(site: Site, rows: list[BoxImage], reporter: Reporter) -> list[BoxImage]:
+    """Remove these images; returns the ones removed. Each box's go while its lock is held, after a
+    second look: an `up` of that box running meanwhile may have come to use one of them. One the
+    engine refuses stays, and the error names it after the others are gone."""
     engine = site.engine()
     removed, refused = [], []
-    for row in rows:
-        try:
-            engine.remove_image(row.name)
-        except DeepboxError as exc:
-            refused.append(exc.message)
-            continue
-        removed.append(row)
+    for name in sorted({row.box for row in rows}):
+        with box_lock(name, reporter):
+            now = {row.name: row.state for row in box_images(site, name)}
+            for row in rows:
+                if row.box != name or now.get(row.name, IN_USE) == IN_USE:
+                    continue
+                try:
+                    engine.remove_image(row.name)
+                except DeepboxError as exc:
+                    refused.append(exc.message)
+                    continue
+                removed.append(row)
     if refused:
         raise DeepboxError(f"Removed {len(removed)} of {len(rows)} images. {' '.join(refused)}")
     return removed

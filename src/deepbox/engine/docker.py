@@ -296,8 +296,16 @@ class DockerEngine(Engine):
             raise
 
     def images_in_use(self) -> set[str]:
-        with self._translated("list containers"):
-            return {str(c["ImageID"]) for c in self.client.api.containers(all=True) if c.get("ImageID")}
+        for attempt in range(5):
+            try:
+                with self._translated("list containers"):
+                    listed = self.client.api.containers(all=True)
+                return {str(c["ImageID"]) for c in listed if c.get("ImageID")}
+            except DeepboxError as exc:
+                # The engine's listing fails when a container goes away while it is listed: try again.
+                if attempt == 4 or "No such container" not in exc.message:
+                    raise
+        raise AssertionError("unreachable")
 
     def own_sizes(self) -> dict[str, int]:
         with self._translated("read image sizes"):
@@ -329,7 +337,9 @@ class DockerEngine(Engine):
 
     def boxes(self) -> list[Container]:
         with self._translated("list containers"):
-            return [_record(c) for c in self.client.containers.list(all=True, filters={"label": LABEL_BOX})]
+            # ignore_removed: a box removed while it is listed is no longer there, not an error.
+            listed = self.client.containers.list(all=True, filters={"label": LABEL_BOX}, ignore_removed=True)
+            return [_record(c) for c in listed]
 
     def create(self, new: NewContainer) -> Container:
         binds = {host: {"bind": box, "mode": "ro" if read_only else "rw"} for host, box, read_only in new.binds}
