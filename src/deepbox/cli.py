@@ -818,7 +818,7 @@ def images_command(ctx: click.Context, name: str | None, as_json: bool) -> None:
     elif rows:
         _image_table(rows)
     else:
-        click.echo("No box images yet: `deepbox up` builds one.")
+        click.echo(f"Box '{name}' has no images." if name else "No box images yet: `deepbox up` builds one.")
 
 
 @cli.command()
