@@ -14,8 +14,9 @@ d) rebuild after changing the framework set: a scikit-learn box, then pytorch ad
 
 PyTorch is the CPU build on both sides: from the wheel folder --wheels DIR (default: the
 DEEPBOX_BENCH_WHEELS environment variable) when given, for machines that cannot reach
-download.pytorch.org, otherwise from PyTorch's CPU index. Every image is labelled
-deepbox.bench=build-compare and removed at the end.
+download.pytorch.org, otherwise from PyTorch's CPU index. Every image is tagged
+deepbox-bench-<run id>/..., labelled deepbox.bench=build-compare and deepbox.bench.run=<run id>, and
+removed at the end (this run's alone).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from deepbox.config import BoxConfig, resolve
@@ -31,7 +33,9 @@ from deepbox.dockerfile import render
 from deepbox.engine import Engine, connect, locate
 from deepbox.model import BuildContext
 
-LABEL = {"deepbox.bench": "build-compare"}
+RUN = uuid.uuid4().hex[:6]  # two runs on one engine must neither share tags nor remove each other's images
+LABEL = {"deepbox.bench": "build-compare", "deepbox.bench.run": RUN}
+PREFIX = f"deepbox-bench-{RUN}"
 CA = "/etc/ssl/certs/ca-certificates.crt"
 TORCH = "torch==2.13.0"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -125,20 +129,18 @@ def main() -> int:
             # First, so that no layer of (a)'s bigger box is in the cache yet.
             log("framework change: a scikit-learn box (cold), then pytorch added")
             smaller = deepbox_context(args.base, ["scikit-learn"], [], project, wheels)
-            build(client, smaller, "deepbox-bench/ours:sklearn", True)
+            build(client, smaller, f"{PREFIX}/ours:sklearn", True)
             bigger = deepbox_context(args.base, frameworks, [], project, wheels)
-            change = build(client, bigger, "deepbox-bench/ours:sklearn-plus-torch", False)
+            change = build(client, bigger, f"{PREFIX}/ours:sklearn-plus-torch", False)
         log("deepbox cold build")
-        ours = build(
-            client, deepbox_context(args.base, frameworks, [], project, wheels), "deepbox-bench/ours:cold", True
-        )
-        ours_size = size_mb(client, "deepbox-bench/ours:cold")
+        ours = build(client, deepbox_context(args.base, frameworks, [], project, wheels), f"{PREFIX}/ours:cold", True)
+        ours_size = size_mb(client, f"{PREFIX}/ours:cold")
         log("Deepo-style cold build")
-        deepo = build(client, deepo_context(args.base, "", project, wheels), "deepbox-bench/deepo:cold", True)
-        deepo_size = size_mb(client, "deepbox-bench/deepo:cold")
+        deepo = build(client, deepo_context(args.base, "", project, wheels), f"{PREFIX}/deepo:cold", True)
+        deepo_size = size_mb(client, f"{PREFIX}/deepo:cold")
         log("deepbox rebuild with one more pip package")
         rebuild = build(
-            client, deepbox_context(args.base, frameworks, ["rich"], project, wheels), "deepbox-bench/ours:plus", False
+            client, deepbox_context(args.base, frameworks, ["rich"], project, wheels), f"{PREFIX}/ours:plus", False
         )
         rows += [
             ("cold build s", f"{ours:.1f}", f"{deepo:.1f}", f"{ours / deepo:.2f}x (target <= 0.5x)"),
@@ -162,14 +164,14 @@ def main() -> int:
         if not args.skip_installers:
             log("installers: scientific preset with uv, then with pip (cold)")
             context = deepbox_context(args.base, ["scientific"], [], project, wheels)
-            uv = build(client, context, "deepbox-bench/uv:cold", True)
+            uv = build(client, context, f"{PREFIX}/uv:cold", True)
             pip_text = context.dockerfile.replace(
                 "RUN uv pip install", "RUN pip install --no-cache-dir --disable-pip-version-check"
             )
-            pip = build(client, BuildContext(pip_text, context.files), "deepbox-bench/pip:cold", True)
+            pip = build(client, BuildContext(pip_text, context.files), f"{PREFIX}/pip:cold", True)
             rows.append(("scientific preset, uv vs pip s", f"{uv:.1f}", f"{pip:.1f} (pip)", f"{uv / pip:.2f}x"))
     finally:
-        for image in client.images("deepbox.bench=build-compare"):
+        for image in client.images(f"deepbox.bench.run={RUN}"):
             for tag in image.tags:
                 client.untag(tag)
         client.close()
