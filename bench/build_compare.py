@@ -1,6 +1,7 @@
 """deepbox's Dockerfile vs a Deepo-style one for the same frameworks, on the same base, in one run.
 
-    .venv/bin/python bench/build_compare.py [--base deepbox/debian:bookworm] [--skip-installers]
+    .venv/bin/python bench/build_compare.py [--base deepbox/debian:bookworm] [--wheels DIR]
+        [--skip-installers] [--skip-framework-change]
 
 a) cold build time (no layer cache) and image size for pytorch + scikit-learn: deepbox vs a
    Deepo-style Dockerfile (one RUN layer, plain pip, build tools and the scientific base, no cache
@@ -8,17 +9,23 @@ a) cold build time (no layer cache) and image size for pytorch + scikit-learn: d
 b) deepbox rebuild after adding one pip package vs its cold build. Target <= 0.15x.
 c) installer choice: the scientific preset installed by uv (deepbox's choice) vs by pip, in the
    same Dockerfile otherwise (cold).
+d) rebuild after changing the framework set: a scikit-learn box, then pytorch added to it; the
+   rebuild against the cold build of the bigger box from (a). Target <= 0.3x.
 
-PyTorch comes from this machine's CPU wheel folder (/opt/wheels) on both sides; PyPI's default
-torch is a multi-GB CUDA build and download.pytorch.org is not reachable here. Every image is
-labelled deepbox.bench=build-compare and removed at the end.
+PyTorch is the CPU build on both sides: from the wheel folder --wheels DIR (default: the
+DEEPBOX_BENCH_WHEELS environment variable) when given, for machines that cannot reach
+download.pytorch.org, otherwise from PyTorch's CPU index. Every image is tagged
+deepbox-bench-<run id>/..., labelled deepbox.bench=build-compare and deepbox.bench.run=<run id>, and
+removed at the end (this run's alone).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from deepbox.config import BoxConfig, resolve
@@ -26,10 +33,12 @@ from deepbox.dockerfile import render
 from deepbox.engine import Engine, connect, locate
 from deepbox.model import BuildContext
 
-LABEL = {"deepbox.bench": "build-compare"}
+RUN = uuid.uuid4().hex[:6]  # two runs on one engine must neither share tags nor remove each other's images
+LABEL = {"deepbox.bench": "build-compare", "deepbox.bench.run": RUN}
+PREFIX = f"deepbox-bench-{RUN}"
 CA = "/etc/ssl/certs/ca-certificates.crt"
-WHEELS = "/opt/wheels"
 TORCH = "torch==2.13.0"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 DEEPO_STYLE = """FROM {base}
 ENV LANG=C.UTF-8
@@ -44,13 +53,17 @@ RUN APT_INSTALL="apt-get install -y --no-install-recommends" && \\
     python3 -m venv /opt/venv && \\
     $PIP_INSTALL pip setuptools && \\
     $PIP_INSTALL numpy scipy pandas cloudpickle 'scikit-image>=0.14.2' scikit-learn matplotlib Cython tqdm {extra} && \\
-    $PIP_INSTALL --find-links /tmp/wheels {torch} && \\
+    $PIP_INSTALL {torch_source} {torch} && \\
     ldconfig && apt-get clean && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* ~/*
 ENV PATH=/opt/venv/bin:$PATH
 """
 
 
-def deepbox_context(base: str, frameworks: list[str], pip: list[str], project: Path) -> BuildContext:
+def deepbox_context(
+    base: str, frameworks: list[str], pip: list[str], project: Path, wheels: str | None
+) -> BuildContext:
+    """deepbox's own Dockerfile; PyTorch's CPU build from the wheel folder, or from its CPU index."""
+    build = {"ca_certificates": [CA], "find_links": [wheels] if wheels else []}
     config = BoxConfig.model_validate(
         {
             "name": "bench",
@@ -58,18 +71,19 @@ def deepbox_context(base: str, frameworks: list[str], pip: list[str], project: P
             "frameworks": frameworks,
             "pip": pip,
             "requirements": "off",
-            "framework_indexes": False,
-            "build": {"ca_certificates": [CA], "find_links": [WHEELS]},
+            "framework_indexes": not wheels,
+            "build": build,
         }
     )
     return render(resolve(config, project, None))
 
 
-def deepo_context(base: str, extra: str, project: Path) -> BuildContext:
-    ours = deepbox_context(base, [], [], project)  # only for the same certs and wheels in the context
+def deepo_context(base: str, extra: str, project: Path, wheels: str | None) -> BuildContext:
+    ours = deepbox_context(base, [], [], project, wheels)  # only for the same certs and wheels in the context
     files = {path: data for path, data in ours.files.items() if path.startswith(("deepbox/certs/", "deepbox/wheels/"))}
     files = {path.replace("deepbox/wheels/0/", "deepbox/wheels/"): data for path, data in files.items()}
-    return BuildContext(DEEPO_STYLE.format(base=base, extra=extra, torch=TORCH), files)
+    source = "--find-links /tmp/wheels" if wheels else f"--index-url {CPU_INDEX}"
+    return BuildContext(DEEPO_STYLE.format(base=base, extra=extra, torch=TORCH, torch_source=source), files)
 
 
 def build(engine: Engine, context: BuildContext, tag: str, nocache: bool) -> float:
@@ -90,25 +104,43 @@ def log(message: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default="deepbox/debian:bookworm")
+    parser.add_argument(
+        "--wheels",
+        default=os.environ.get("DEEPBOX_BENCH_WHEELS") or None,
+        metavar="DIR",
+        help="a folder with PyTorch's CPU wheel (default: $DEEPBOX_BENCH_WHEELS; none: PyTorch's CPU index)",
+    )
     parser.add_argument("--skip-installers", action="store_true", help="skip (c), the uv vs pip measurement")
+    parser.add_argument(
+        "--skip-framework-change", action="store_true", help="skip (d), the rebuild after adding pytorch"
+    )
     args = parser.parse_args()
-    if not Path(WHEELS).is_dir():
-        print(f"needs the local CPU torch wheel folder {WHEELS}", file=sys.stderr)
+    wheels = args.wheels
+    if wheels and not Path(wheels).is_dir():
+        print(f"--wheels {wheels} is not a folder; name the folder that holds PyTorch's CPU wheel", file=sys.stderr)
         return 2
     client = connect(locate())
     project = Path.cwd()
     frameworks = ["pytorch==2.13.0", "scikit-learn"]
     rows: list[tuple[str, str, str, str]] = []
     try:
+        change = None
+        if not args.skip_framework_change:
+            # First, so that no layer of (a)'s bigger box is in the cache yet.
+            log("framework change: a scikit-learn box (cold), then pytorch added")
+            smaller = deepbox_context(args.base, ["scikit-learn"], [], project, wheels)
+            build(client, smaller, f"{PREFIX}/ours:sklearn", True)
+            bigger = deepbox_context(args.base, frameworks, [], project, wheels)
+            change = build(client, bigger, f"{PREFIX}/ours:sklearn-plus-torch", False)
         log("deepbox cold build")
-        ours = build(client, deepbox_context(args.base, frameworks, [], project), "deepbox-bench/ours:cold", True)
-        ours_size = size_mb(client, "deepbox-bench/ours:cold")
+        ours = build(client, deepbox_context(args.base, frameworks, [], project, wheels), f"{PREFIX}/ours:cold", True)
+        ours_size = size_mb(client, f"{PREFIX}/ours:cold")
         log("Deepo-style cold build")
-        deepo = build(client, deepo_context(args.base, "", project), "deepbox-bench/deepo:cold", True)
-        deepo_size = size_mb(client, "deepbox-bench/deepo:cold")
+        deepo = build(client, deepo_context(args.base, "", project, wheels), f"{PREFIX}/deepo:cold", True)
+        deepo_size = size_mb(client, f"{PREFIX}/deepo:cold")
         log("deepbox rebuild with one more pip package")
         rebuild = build(
-            client, deepbox_context(args.base, frameworks, ["rich"], project), "deepbox-bench/ours:plus", False
+            client, deepbox_context(args.base, frameworks, ["rich"], project, wheels), f"{PREFIX}/ours:plus", False
         )
         rows += [
             ("cold build s", f"{ours:.1f}", f"{deepo:.1f}", f"{ours / deepo:.2f}x (target <= 0.5x)"),
@@ -120,17 +152,26 @@ def main() -> int:
                 f"{rebuild / ours:.2f}x of cold (target <= 0.15x)",
             ),
         ]
+        if change is not None:
+            rows.append(
+                (
+                    "rebuild after adding pytorch to a scikit-learn box s",
+                    f"{change:.1f}",
+                    "(full rebuild)",
+                    f"{change / ours:.2f}x of cold (target <= 0.3x)",
+                )
+            )
         if not args.skip_installers:
             log("installers: scientific preset with uv, then with pip (cold)")
-            context = deepbox_context(args.base, ["scientific"], [], project)
-            uv = build(client, context, "deepbox-bench/uv:cold", True)
+            context = deepbox_context(args.base, ["scientific"], [], project, wheels)
+            uv = build(client, context, f"{PREFIX}/uv:cold", True)
             pip_text = context.dockerfile.replace(
                 "RUN uv pip install", "RUN pip install --no-cache-dir --disable-pip-version-check"
             )
-            pip = build(client, BuildContext(pip_text, context.files), "deepbox-bench/pip:cold", True)
+            pip = build(client, BuildContext(pip_text, context.files), f"{PREFIX}/pip:cold", True)
             rows.append(("scientific preset, uv vs pip s", f"{uv:.1f}", f"{pip:.1f} (pip)", f"{uv / pip:.2f}x"))
     finally:
-        for image in client.images("deepbox.bench=build-compare"):
+        for image in client.images(f"deepbox.bench.run={RUN}"):
             for tag in image.tags:
                 client.untag(tag)
         client.close()

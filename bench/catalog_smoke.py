@@ -1,11 +1,13 @@
 """Smoke-build every catalog entry, one image each, on the same base; print a markdown table.
 
     .venv/bin/python bench/catalog_smoke.py [--base deepbox/debian:bookworm] [--only a,b] [--out FILE]
+        [--wheels DIR]
 
 Each entry gets deepbox's own Dockerfile (the box user, uv, the hardened sshd layer) for that one
 framework; the row says its installed version, whether its import check passes, the build seconds
 and the image size. Refused entries get their refusal instead of a build. PyTorch (and what needs
-it) uses this machine's local CPU wheel folder when present (PyPI's torch is a multi-GB CUDA build).
+it) comes from the CPU wheel folder --wheels DIR (default: $DEEPBOX_BENCH_WHEELS) when given (PyPI's
+torch is a multi-GB CUDA build), otherwise from the framework indexes.
 Every image carries the label deepbox.bench=catalog-smoke and is removed at the end.
 """
 
@@ -27,7 +29,6 @@ from deepbox.errors import DeepboxError
 
 LABEL = "deepbox.bench"
 CA = "/etc/ssl/certs/ca-certificates.crt"
-TORCH_WHEELS = "/opt/wheels"
 NEEDS_TORCH = {"pytorch", "transformers", "lightning"}
 CHECK = """
 import importlib, json, sys
@@ -42,12 +43,12 @@ print(json.dumps(out))
 """
 
 
-def config_for(name: str, base: str) -> BoxConfig:
+def config_for(name: str, base: str, wheels: str | None) -> BoxConfig:
     fw = catalog.lookup(name)
     data: dict[str, Any] = {"name": "smoke", "base": base, "frameworks": [name], "requirements": "off"}
     build: dict[str, Any] = {"ca_certificates": [CA] if Path(CA).is_file() else []}
-    if (name in NEEDS_TORCH or "pytorch" in fw.depends) and Path(TORCH_WHEELS).is_dir():
-        build["find_links"] = [TORCH_WHEELS]
+    if (name in NEEDS_TORCH or "pytorch" in fw.depends) and wheels:
+        build["find_links"] = [wheels]
         data["framework_indexes"] = False
         data["frameworks"] = ["pytorch==2.13.0", name] if name != "pytorch" else ["pytorch==2.13.0"]
     if fw.suites and catalog.base_suite(base) not in fw.suites:
@@ -56,13 +57,13 @@ def config_for(name: str, base: str) -> BoxConfig:
     return BoxConfig.model_validate(data)
 
 
-def smoke(engine: Engine, name: str, base: str, project: Path) -> dict[str, Any]:
+def smoke(engine: Engine, name: str, base: str, project: Path, wheels: str | None) -> dict[str, Any]:
     fw = catalog.lookup(name)
     row: dict[str, Any] = {"entry": name, "version": "", "ok": False, "seconds": None, "size_mb": None, "note": ""}
     if fw.status != "ok":
         row["note"] = f"refused: {fw.refusal} Use {fw.replacement}."
         return row
-    config = config_for(name, base)
+    config = config_for(name, base, wheels)
     if engine.image(config.base) is None:
         row["note"] = f"skipped: base {config.base} missing (deepbox base bootstrap --suite ...)"
         return row
@@ -108,6 +109,12 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated entries (default: all)")
     parser.add_argument("--out", default="", help="also write the table (and JSON rows beside it) here")
     parser.add_argument("--keep-going-after", type=float, default=0, help="stop starting builds after S seconds")
+    parser.add_argument(
+        "--wheels",
+        default=os.environ.get("DEEPBOX_BENCH_WHEELS") or None,
+        metavar="DIR",
+        help="a folder with PyTorch's CPU wheel (default: $DEEPBOX_BENCH_WHEELS; none: the framework indexes)",
+    )
     args = parser.parse_args()
     names = args.only.split(",") if args.only else sorted(catalog.FRAMEWORKS)
     engine = connect(locate())
@@ -121,7 +128,7 @@ def main() -> int:
                 break
             print(f"[smoke] {name}", file=sys.stderr, flush=True)
             try:
-                rows.append(smoke(engine, name, args.base, project))
+                rows.append(smoke(engine, name, args.base, project, args.wheels))
             except Exception as exc:  # one entry's failure must not stop the table
                 rows.append(
                     {

@@ -1,6 +1,6 @@
 """Locks: how long locking takes, and building from a lock against today's unlocked build.
 
-    .venv/bin/python bench/lock.py [--base deepbox/debian:bookworm] [--repeat 3] [--wheels /opt/wheels]
+    .venv/bin/python bench/lock.py [--base deepbox/debian:bookworm] [--repeat 3] [--wheels DIR]
 
 a) `deepbox lock` wall time (the CLI, as a user runs it) for the scientific preset (CPU), PyTorch
    (CUDA, PyPI's build) and `all` (CPU; PyTorch's CPU wheel from --wheels when given, since
@@ -78,7 +78,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default="deepbox/debian:bookworm")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--wheels", default="/opt/wheels" if Path("/opt/wheels").is_dir() else None)
+    parser.add_argument(
+        "--wheels",
+        default=os.environ.get("DEEPBOX_BENCH_WHEELS") or None,
+        metavar="DIR",
+        help="a folder with PyTorch's CPU wheel for `all` (default: $DEEPBOX_BENCH_WHEELS; none: the indexes)",
+    )
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args()
     client = connect(locate())

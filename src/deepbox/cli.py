@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from deepbox.config import BoxConfig, Spec
     from deepbox.engine import Location
+    from deepbox.images import BoxImage
     from deepbox.model import BoxStatus, BuildContext, UpResult
     from deepbox.site import Site
 
@@ -771,6 +772,88 @@ def snapshot(ctx: click.Context, tag: str, name: str | None) -> None:
     box_name, site = _target(ctx, name)
     image_id = box.snapshot(box_name, tag, site, ConsoleReporter())
     _console().print(f'Saved {tag} ({image_id[:19]}). Use it with base = "{tag}" in deepbox.toml.')
+
+
+def _images_of(ctx: click.Context, name: str | None) -> tuple[list[BoxImage], Site]:
+    """Box NAME's images (or --box NAME's), else every box image on the engine."""
+    from deepbox import images
+
+    if name is not None or (ctx.obj or {}).get("box_typed"):
+        box_name, site = _target(ctx, name)
+        return images.box_images(site, box_name), site
+    site = _status_site(ctx)
+    return images.box_images(site), site
+
+
+def _image_table(rows: list[BoxImage]) -> None:
+    from rich.table import Table
+
+    from deepbox.images import human_size
+
+    table = Table()
+    table.add_column("image", overflow="fold")
+    for column in ("size", "created", "state"):
+        table.add_column(column)
+    table.add_column("why", overflow="fold")
+    for row in rows:
+        table.add_row(row.name, human_size(row.size), row.created[:10], row.state, row.why)
+    _console(stderr=False).print(table)
+
+
+@cli.command("images")
+@click.argument("name", required=False, shell_complete=_complete_boxes)
+@json_option("Print the images as JSON on stdout.")
+@project_option
+@click.pass_context
+def images_command(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """List the box images, their sizes, and which are unused.
+
+    Each is in use (by a container), superseded (its box uses another), unused (no such box) or a
+    snapshot. With NAME (or --box NAME), that box's alone. Sizes count the layers no other image shares.
+    `deepbox prune` removes the superseded and unused ones.
+    """
+    rows, _site = _images_of(ctx, name)
+    if as_json:
+        _emit_json([row.as_dict() for row in rows])
+    elif rows:
+        _image_table(rows)
+    else:
+        click.echo(f"Box '{name}' has no images." if name else "No box images yet: `deepbox up` builds one.")
+
+
+@cli.command()
+@click.argument("name", required=False, shell_complete=_complete_boxes)
+@click.option("--yes", is_flag=True, help="Remove them; without it, only list what would go.")
+@click.option("--snapshots", is_flag=True, help="Also remove the snapshot images no container uses.")
+@json_option("Print what would go (or went) as JSON on stdout.")
+@project_option
+@click.pass_context
+def prune(ctx: click.Context, name: str | None, yes: bool, snapshots: bool, as_json: bool) -> None:
+    """Remove the box images no box uses.
+
+    Superseded spec tags and the images of removed boxes. First a dry run: it lists what would go and
+    the space that frees; --yes removes them. An image a container (running or stopped) uses always
+    stays; snapshots stay unless --snapshots. With NAME (or --box NAME), that box's images alone.
+    """
+    from deepbox import images
+
+    rows, site = _images_of(ctx, name)
+    doomed = images.removable(rows, snapshots)
+    if yes and doomed:
+        doomed = images.prune(site, doomed, ConsoleReporter())
+    size = images.human_size(images.freed(doomed))
+    count = f"{len(doomed)} image{'' if len(doomed) == 1 else 's'}"
+    if as_json:
+        _emit_json({"removed": yes, "bytes": images.freed(doomed), "images": [row.as_dict() for row in doomed]})
+    elif not doomed:
+        click.echo("Nothing to remove: every box image is in use" + ("." if snapshots else " or a snapshot."))
+    elif yes:
+        click.echo(f"Removed {count}, {size} freed.")
+    else:
+        _image_table(doomed)
+        scope = [name] if name else ["--box", ctx.obj["box"]] if (ctx.obj or {}).get("box_typed") else []
+        again = " ".join(["deepbox prune", *scope, *(["--snapshots"] if snapshots else []), "--yes"])
+        click.echo(f"Would remove {count}, {size}. Run `{again}` to remove them.")
 
 
 @cli.command()

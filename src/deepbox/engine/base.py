@@ -53,6 +53,8 @@ class Image:
     env: tuple[str, ...] = ()  # its configured environment ("PATH=...")
     tags: tuple[str, ...] = ()
     size: int = 0  # bytes
+    labels: dict[str, str] = field(default_factory=dict)
+    created: str = ""  # when it was made (ISO 8601)
     digests: tuple[str, ...] = ()  # "name@sha256:...": the registry digests it was pulled or pushed as
 
 
@@ -145,6 +147,18 @@ class Engine(ABC):
     @abstractmethod
     def untag(self, name: str) -> None:
         """Drop an image tag of ours; layers stay while anything still uses them."""
+
+    @abstractmethod
+    def remove_image(self, name: str) -> None:
+        """Remove an image tag (or an untagged image by id); refused while a container uses the image."""
+
+    @abstractmethod
+    def images_in_use(self) -> set[str]:
+        """The ids of the images any container on the engine (running or stopped) was made from."""
+
+    @abstractmethod
+    def own_sizes(self) -> dict[str, int]:
+        """Image id -> the bytes removing it would free (its layers no other image shares)."""
 
     @abstractmethod
     def import_image(self, tar_stream: IO[bytes], tag: str) -> None: ...

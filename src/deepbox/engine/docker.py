@@ -130,9 +130,15 @@ def _split_tag(tag: str) -> tuple[str, str]:
 def _image(found: Any) -> Image:
     attrs = found.attrs
     env = tuple(attrs.get("Config", {}).get("Env") or ())
-    tags = tuple(_short(tag) for tag in found.tags or ())
-    digests = tuple(str(digest) for digest in attrs.get("RepoDigests") or ())
-    return Image(str(found.id), env, tags, int(attrs.get("Size") or 0), digests)
+    return Image(
+        str(found.id),
+        env,
+        tuple(_short(tag) for tag in found.tags or ()),
+        int(attrs.get("Size") or 0),
+        dict(attrs.get("Config", {}).get("Labels") or {}),
+        str(attrs.get("Created") or ""),
+        tuple(str(digest) for digest in attrs.get("RepoDigests") or ()),
+    )
 
 
 _LAYER_DONE = ("Pushed", "Layer already exists", "Mounted from", "Pull complete", "Already exists")
@@ -343,6 +349,41 @@ class DockerEngine(Engine):
         with contextlib.suppress(docker.errors.DockerException):
             self.client.images.remove(name, noprune=False)
 
+    def remove_image(self, name: str) -> None:
+        try:
+            with self._translated(f"remove image {name}"):
+                self.client.images.remove(name, noprune=False)
+        except DeepboxError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, docker.errors.ImageNotFound):
+                return  # already gone
+            if isinstance(cause, docker.errors.APIError) and cause.status_code == 409:
+                raise DeepboxError(
+                    f"Image {name} is in use by a container, so it stays; remove that container first."
+                ) from None
+            raise
+
+    def images_in_use(self) -> set[str]:
+        for attempt in range(5):
+            try:
+                with self._translated("list containers"):
+                    listed = self.client.api.containers(all=True)
+                return {str(c["ImageID"]) for c in listed if c.get("ImageID")}
+            except DeepboxError as exc:
+                # The engine's listing fails when a container goes away while it is listed: try again.
+                if attempt == 4 or "No such container" not in exc.message:
+                    raise
+        raise AssertionError("unreachable")
+
+    def own_sizes(self) -> dict[str, int]:
+        with self._translated("read image sizes"):
+            usage = self.client.df()
+        sizes = {}
+        for entry in usage.get("Images") or []:
+            size, shared = int(entry.get("Size") or 0), int(entry.get("SharedSize") or 0)
+            sizes[str(entry["Id"])] = size - max(shared, 0)
+        return sizes
+
     def import_image(self, tar_stream: IO[bytes], tag: str) -> None:
         repository, version = _split_tag(tag)
         with self._translated(f"import {tag}"):
@@ -372,7 +413,9 @@ class DockerEngine(Engine):
 
     def boxes(self) -> list[Container]:
         with self._translated("list containers"):
-            return [_record(c) for c in self.client.containers.list(all=True, filters={"label": LABEL_BOX})]
+            # ignore_removed: a box removed while it is listed is no longer there, not an error.
+            listed = self.client.containers.list(all=True, filters={"label": LABEL_BOX}, ignore_removed=True)
+            return [_record(c) for c in listed]
 
     def create(self, new: NewContainer) -> Container:
         binds = {host: {"bind": box, "mode": "ro" if read_only else "rw"} for host, box, read_only in new.binds}
