@@ -287,6 +287,11 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
         container = kept
     else:
         if existing is not None:
+            # A port the new container would take that another program holds: refused while the old box
+            # is still whole (removing it first would leave no box at all).
+            clash = _taken_before_recreate(spec, site, existing, kept)
+            if clash is not None:
+                raise clash
             why = "to free ports" if new_port else "its settings changed"
             reporter.step(f"Replacing box '{spec.name}' ({why}; volumes are kept)")
             engine.remove(existing.id)
@@ -440,6 +445,21 @@ def _hand_over(engine: Engine, container: Container, spec: Spec, secrets: dict[s
     engine.write_file(container, boxsecrets.BOX_FILE, boxsecrets.box_file(secrets), owner, 0o400)
     if spec.jupyter:
         engine.write_file(container, JUPYTER_TOKEN_FILE, state.jupyter_token(spec.name).encode(), owner, 0o400)
+
+
+def _taken_before_recreate(spec: Spec, site: Site, existing: Container, kept: Container | None) -> DeepboxError | None:
+    """The clash a recreate would meet: the fixed ssh.port, or a port the kept box had (SSH, JupyterLab),
+    held by another program. A running box's own ports are its own; a stopped box holds none."""
+    own = existing.ports if existing.status == "running" else {}
+    wanted = {SSH_PORT: spec.ssh_port or (kept.ports.get(SSH_PORT) if kept is not None else 0) or 0}
+    if spec.jupyter and kept is not None:
+        wanted[JUPYTER_PORT] = kept.ports.get(JUPYTER_PORT) or 0
+    for box_port, host_port in wanted.items():
+        if host_port and own.get(box_port) != host_port and not site.port_is_free(spec.ssh_bind, host_port):
+            if box_port == SSH_PORT and spec.ssh_port:
+                return site.port_taken(host_port, spec.ssh_bind, str(spec.source or "deepbox.toml"))
+            return port_clash(spec, site, existing, f":{host_port}: bind")
+    return None
 
 
 def clashing_port(engine_error: str, ports: dict[str, int]) -> str:

@@ -253,7 +253,7 @@ def test_port_conflict_is_one_sentence_and_leaves_nothing(make_project, docker_c
     assert not docker_client.containers.list(all=True, filters={"name": project.alias})
 
 
-def test_a_port_taken_while_the_box_was_stopped_is_named_and_the_box_moves(make_project, home):
+def test_a_port_taken_while_the_box_was_stopped_is_named_and_the_box_moves(make_project, home, docker_client):
     project = make_project("moved", 'ide = ["pycharm"]')
     first = project.deepbox("up", "--json")
     assert first.code == 0, first.err
@@ -275,8 +275,12 @@ def test_a_port_taken_while_the_box_was_stopped_is_named_and_the_box_moves(make_
         doctor = {row["check"]: row for row in json.loads(project.deepbox("doctor", "--json").out)}
         assert doctor["port"] == {"check": "port", "level": "error", "message": sentence}
         project.write_config('ide = ["pycharm"]\n[env]\nCHANGED = "1"')  # recreated on its old port: the same
+        mine = {"label": f"deepbox.box={project.name}"}
+        before = [c.id for c in docker_client.containers.list(all=True, filters=mine)]
         recreated = project.deepbox("up")
         assert (recreated.code, recreated.err.strip().splitlines()[-1]) == (1, f"Error: {sentence}")
+        after = [c.id for c in docker_client.containers.list(all=True, filters=mine)]
+        assert after == before and len(after) == 1, "refused before the old box was removed"
         moved = project.deepbox("up", "--new-port", "--json")
         assert moved.code == 0, moved.err
     new = json.loads(moved.out)["port"]
