@@ -38,6 +38,7 @@ from deepbox.engine import (
 )
 from deepbox.errors import DeepboxError
 from deepbox.model import BoxStatus, BuildContext, FrameworkCheck, ReachedPort, UpResult
+from deepbox.profile import PROFILE_VERSION, box_profile
 from deepbox.site import Site, site_for
 from deepbox.verify import verify
 
@@ -105,6 +106,8 @@ def _run_hash(spec: Spec, image: str, public_key: str, forwards_ports: bool = Fa
             "shm": spec.shm_size,
             "key": public_key,
             "jupyter": spec.jupyter,
+            # A box made before its profile was tightened is made again with it.
+            "profile": PROFILE_VERSION,
             **({"gpus": [spec.gpus.count, list(spec.gpus.device_ids)]} if spec.gpus.wanted else {}),
             **({"userns": spec.user_namespace} if spec.user_namespace else {}),
             **({"ports": published} if published else {}),
@@ -513,6 +516,7 @@ def _new_container(
 ) -> NewContainer:
     home_volume, key_volume = volume_names(spec.engine_name)
     published = {LABEL_PORTS: ",".join(str(box_port) for box_port in extra)} if extra else {}
+    profile = box_profile(spec.sudo)
     return NewContainer(
         image=tag,
         name=spec.container_name,
@@ -544,6 +548,9 @@ def _new_container(
         shm_size=spec.shm_size,
         gpus=spec.gpus,
         user_namespace=spec.user_namespace,
+        capabilities=profile.capabilities,
+        no_new_privileges=profile.no_new_privileges,
+        pids_limit=profile.pids_limit,
     )
 
 

@@ -85,6 +85,11 @@ class NewContainer:
     shm_size: str
     gpus: GpuRequest = GpuRequest()  # noqa: RUF009 - frozen, so one shared default is safe
     user_namespace: str = ""
+    # The box's profile: every capability dropped but these, and no-new-privileges unless sudo needs
+    # setuid to work (README, "The box's own profile").
+    capabilities: tuple[str, ...] = ()
+    no_new_privileges: bool = True
+    pids_limit: int = 0  # 0: the engine's default
 
 
 class PortInUseError(DeepboxError):

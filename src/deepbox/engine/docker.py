@@ -318,6 +318,10 @@ class DockerEngine(Engine):
                     "ports": new.ports,
                     "volumes": {**{name: {"bind": path, "mode": "rw"} for name, path in new.volumes.items()}, **binds},
                     "tmpfs": new.tmpfs,
+                    "cap_drop": ["ALL"],
+                    "cap_add": list(new.capabilities),
+                    "security_opt": ["no-new-privileges"] if new.no_new_privileges else [],
+                    **({"pids_limit": new.pids_limit} if new.pids_limit else {}),
                     **_gpu_request(self.kind, new.gpus),
                 }
             )
