@@ -22,6 +22,10 @@ LABEL_PROJECT = "deepbox.project"
 LABEL_SPEC = "deepbox.spec-hash"
 LABEL_RUN = "deepbox.run-hash"
 LABEL_ALIAS = "deepbox.alias"
+# The server user a box on a shared server belongs to (its container and volumes): commands act only on
+# the caller's own boxes, even where names meet (user "ann"'s box "ml-x" and user "ann-ml"'s box "x" are
+# both "ann-ml-x").
+LABEL_OWNER = "deepbox.owner"
 
 NO_GPU_RUNTIME = (
     "The Docker engine cannot give GPUs to containers (no NVIDIA runtime): install the NVIDIA Container "
@@ -223,8 +227,8 @@ class Engine(ABC):
     def volume_ensure(self, name: str, labels: dict[str, str]) -> None: ...
 
     @abstractmethod
-    def volumes(self, box: str) -> list[str]:
-        """The names of the volumes labelled for this box."""
+    def volumes(self, box: str, owner: str = "") -> list[str]:
+        """The names of the volumes labelled for this box; with `owner`, none labelled for another owner."""
 
     @abstractmethod
     def remove_volume(self, name: str) -> None: ...

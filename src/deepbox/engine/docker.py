@@ -28,6 +28,7 @@ from docker.utils import socket as docker_socket
 from deepbox.engine import buildlog
 from deepbox.engine.base import (
     LABEL_BOX,
+    LABEL_OWNER,
     NO_GPU_RUNTIME,
     Container,
     Engine,
@@ -482,9 +483,12 @@ class DockerEngine(Engine):
             except docker.errors.NotFound:
                 self.client.volumes.create(name, labels=labels)
 
-    def volumes(self, box: str) -> list[str]:
+    def volumes(self, box: str, owner: str = "") -> list[str]:
         with self._translated("list volumes"):
-            return [str(v.name) for v in self.client.volumes.list(filters={"label": f"{LABEL_BOX}={box}"})]
+            found = self.client.volumes.list(filters={"label": f"{LABEL_BOX}={box}"})
+        return [
+            str(v.name) for v in found if not owner or (v.attrs.get("Labels") or {}).get(LABEL_OWNER, owner) == owner
+        ]
 
     def remove_volume(self, name: str) -> None:
         with self._translated(f"remove volume {name}"), contextlib.suppress(docker.errors.NotFound):
