@@ -746,8 +746,8 @@ def rm(box: str, volumes: bool, site: Site, reporter: Reporter) -> list[str]:
 
 
 def status(site: Site, name: str | None = None) -> list[BoxStatus]:
-    """Every box on the engine, quickly (no command runs in them); or box NAME alone, with how its
-    packages differ from deepbox.lock when it runs (one command in the box)."""
+    """Every box on the engine (on a server, the server user's own), quickly (no command runs in them);
+    or box NAME alone, with how its packages differ from deepbox.lock when it runs (one command in the box)."""
     engine = site.engine()
     where = engine.info().describe()
     rows = []
