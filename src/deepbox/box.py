@@ -27,6 +27,7 @@ from deepbox.dockerfile import VENV, plan_for, render
 from deepbox.engine import (
     LABEL_ALIAS,
     LABEL_BOX,
+    LABEL_OWNER,
     LABEL_PROJECT,
     LABEL_RUN,
     LABEL_SPEC,
@@ -39,6 +40,7 @@ from deepbox.engine import (
 )
 from deepbox.errors import DeepboxError
 from deepbox.model import BoxStatus, BuildContext, FrameworkCheck, ReachedPort, UpResult
+from deepbox.profile import PROFILE_VERSION, box_profile
 from deepbox.site import Site, site_for
 from deepbox.verify import verify
 
@@ -123,6 +125,8 @@ def _run_hash(spec: Spec, image: str, public_key: str, forwards_ports: bool = Fa
             "shm": spec.shm_size,
             "key": public_key,
             "jupyter": spec.jupyter,
+            # A box made before its profile was tightened is made again with it.
+            "profile": PROFILE_VERSION,
             **({"gpus": [spec.gpus.count, list(spec.gpus.device_ids)]} if spec.gpus.wanted else {}),
             **({"userns": spec.user_namespace} if spec.user_namespace else {}),
             **({"ports": published} if published else {}),
@@ -246,6 +250,8 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
     key = ssh.ensure_client_key(spec.name, spec.ssh_key)
     engine = site.engine()
     existing = engine.container(spec.container_name)
+    if existing is not None:
+        _check_owner(existing, spec.engine_name, spec.server_user)
     if existing is not None and existing.labels.get(LABEL_PROJECT) != str(spec.project):
         raise DeepboxError(
             f"A box named '{spec.name}' already belongs to {existing.labels.get(LABEL_PROJECT, 'another project')}; "
@@ -545,7 +551,11 @@ def _create(
 ) -> Container:
     """previous: box port -> host port of the box this one replaces, kept where they are still free."""
     home_volume, key_volume = volume_names(spec.engine_name)
-    labels = {LABEL_BOX: spec.engine_name, LABEL_PROJECT: str(spec.project)}
+    labels = {
+        LABEL_BOX: spec.engine_name,
+        LABEL_PROJECT: str(spec.project),
+        **({LABEL_OWNER: spec.server_user} if spec.server_user else {}),
+    }
     engine.volume_ensure(home_volume, labels)
     engine.volume_ensure(key_volume, labels)
     site.make_folders([mount.host for mount in spec.mounts], (spec.user.uid, spec.user.gid))
@@ -638,6 +648,7 @@ def _new_container(
 ) -> NewContainer:
     home_volume, key_volume = volume_names(spec.engine_name)
     published = {LABEL_PORTS: ",".join(str(box_port) for box_port in extra)} if extra else {}
+    profile = box_profile(spec.sudo)
     return NewContainer(
         image=tag,
         name=spec.container_name,
@@ -669,6 +680,9 @@ def _new_container(
         shm_size=spec.shm_size,
         gpus=spec.gpus,
         user_namespace=spec.user_namespace,
+        capabilities=profile.capabilities,
+        no_new_privileges=profile.no_new_privileges,
+        pids_limit=profile.pids_limit,
     )
 
 
@@ -704,7 +718,7 @@ def _log_tail(engine: Engine, container: Container) -> str:
 def describe(spec: Spec, site: Site) -> UpResult:
     """The endpoint of this project's running box, for the IDE commands (no build, no restart)."""
     engine = site.engine()
-    container = _require(engine, spec.engine_name)
+    container = _require(site, spec.engine_name)
     owner = container.labels.get(LABEL_PROJECT)
     if owner != str(spec.project):
         # Its key, alias and workspace are that project's: settings written here would not reach it.
@@ -777,25 +791,49 @@ def reached_ports(container: Container, site: Site) -> list[ReachedPort]:
 
 def ports(box: str, site: Site) -> tuple[Container, list[ReachedPort]]:
     """`deepbox ports`: the box and its ports' URLs."""
-    container = _require(site.engine(), box)
+    container = _require(site, box)
     return container, reached_ports(container, site)
 
 
 # The other verbs ----------------------------------------------------------------------------------
 
 
-def _require(engine: Engine, box: str) -> Container:
-    container = engine.container(f"deepbox-{box}")
+def _require(site: Site, box: str) -> Container:
+    container = site.engine().container(f"deepbox-{box}")
     if container is None or LABEL_BOX not in container.labels:
         raise DeepboxError(f"There is no box named '{box}'; `deepbox status` lists the boxes, `deepbox up` makes one.")
+    _check_owner(container, box, _server_user(site))
     return container
+
+
+def _server_user(site: Site) -> str:
+    """The server account whose boxes this site's commands act on; "" on this machine."""
+    account = site.account()
+    return account.name if account is not None else ""
+
+
+def _check_owner(container: Container, box: str, user: str) -> None:
+    owner = container.labels.get(LABEL_OWNER, "")
+    if owner and owner != user:
+        raise DeepboxError(
+            f"Box '{box}' on this server belongs to its user {owner}, not to {user or 'you'}; deepbox acts only on "
+            'your own boxes: set name = "..." in deepbox.toml to give yours another name.'
+        )
+
+
+def _owned(container: Container, user: str) -> bool:
+    """Whether `status` lists this box for server user `user` (every box on this machine's engine)."""
+    if not user:
+        return True
+    owner = container.labels.get(LABEL_OWNER)
+    return owner == user if owner is not None else container.labels[LABEL_BOX].startswith(f"{user}-")
 
 
 def down(box: str, site: Site, reporter: Reporter) -> bool:
     """Stop the box; returns False when it was not running. Nothing is deleted."""
     with box_lock(box, reporter):
         engine = site.engine()
-        container = _require(engine, box)
+        container = _require(site, box)
         ssh.close_master(container.labels.get(LABEL_ALIAS, f"deepbox-{box}"))
         if container.status != "running":
             return False
@@ -811,9 +849,11 @@ def rm(box: str, volumes: bool, site: Site, reporter: Reporter) -> list[str]:
         container = engine.container(f"deepbox-{box}")
         if container is not None and LABEL_BOX not in container.labels:
             container = None  # not a deepbox container: never ours to remove
-        box_volumes = engine.volumes(box) if volumes else []
+        if container is not None:
+            _check_owner(container, box, _server_user(site))
+        box_volumes = engine.volumes(box, _server_user(site)) if volumes else []
         if container is None and not box_volumes:
-            _require(engine, box)  # raises the "no box named" error
+            _require(site, box)  # raises the "no box named" error
         alias = container.labels.get(LABEL_ALIAS, f"deepbox-{box}") if container is not None else f"deepbox-{box}"
         ssh.close_master(alias)
         removed = []
@@ -832,12 +872,14 @@ def rm(box: str, volumes: bool, site: Site, reporter: Reporter) -> list[str]:
 
 
 def status(site: Site, name: str | None = None) -> list[BoxStatus]:
-    """Every box on the engine, quickly (no command runs in them); or box NAME alone, with how its
-    packages differ from deepbox.lock when it runs (one command in the box)."""
+    """Every box on the engine (on a server, the server user's own), quickly (no command runs in them);
+    or box NAME alone, with how its packages differ from deepbox.lock when it runs (one command in the box)."""
     engine = site.engine()
     where = engine.info().describe()
     rows = []
-    for container in engine.boxes() if name is None else [_require(engine, name)]:
+    user = _server_user(site)
+    listed = [c for c in engine.boxes() if _owned(c, user)] if name is None else [_require(site, name)]
+    for container in listed:
         uptime = None
         if container.status == "running" and container.started_at:
             started = datetime.fromisoformat(container.started_at[:26].rstrip("Z") + "+00:00")
@@ -868,7 +910,7 @@ def snapshot(box: str, tag: str, site: Site, reporter: Reporter) -> str:
     of those are committed. The run-time environment (public key, the project's [env]) is blanked, since
     commit copies it."""
     engine = site.engine()
-    container = _require(engine, box)
+    container = _require(site, box)
     reporter.step(f"Committing box '{box}' to {tag}")
     image = engine.image(container.image)
     image_env = set(image.env if image is not None else ())
@@ -883,17 +925,17 @@ def snapshot(box: str, tag: str, site: Site, reporter: Reporter) -> str:
 
 def project_of(box: str, site: Site) -> Path:
     """The project folder the box was made from (its label), for commands given a box NAME."""
-    return Path(_require(site.engine(), box).labels.get(LABEL_PROJECT, ""))
+    return Path(_require(site, box).labels.get(LABEL_PROJECT, ""))
 
 
 def logs(box: str, follow: bool, site: Site) -> Iterator[bytes]:
     engine = site.engine()
-    return engine.logs(_require(engine, box), follow=follow)
+    return engine.logs(_require(site, box), follow=follow)
 
 
 def running(box: str, site: Site) -> Container:
     """The box's container, which must exist and run (`ssh` and `exec` need it)."""
-    container = _require(site.engine(), box)
+    container = _require(site, box)
     if container.status != "running":
         raise DeepboxError(f"Box '{box}' is not running; start it with `deepbox up`.")
     return container

@@ -2,7 +2,8 @@
 
 The server container runs Debian's docker.io inside (Docker in Docker) with the capabilities this
 kernel allows instead of --privileged. Its users tester and tester2 may use its Docker; tester3 may
-not; tester4 may not either, but runs a rootless Podman of its own. The box's SSH port stays on the
+not; tester4 may not either, but runs a rootless Podman of its own. One test adds tester-ml, whose box
+names can meet tester's. The box's SSH port stays on the
 server's loopback; the alias reaches it with ProxyJump.
 """
 
@@ -264,34 +265,92 @@ def test_box_on_a_server_end_to_end(server, tmp_path, home, docker_client):
     assert server.sh(f"cat /home/tester/deepbox/{project.name}/second.py").strip() == "print('second')"
 
 
-def test_two_users_on_one_server_get_their_own_boxes_and_ports(server, tmp_path, home):
-    first = remote_project(tmp_path, home, "shared", f'host = "{server.url()}"\nframeworks = []')
-    # Another user, on their own machine (another HOME), with a box of the same name on the same server.
-    other_home = tmp_path / "other-home"
+def _other_user(server: Server, tmp_path: Path, user: str, name: str) -> tuple[Project, dict[str, str]]:
+    """A project of server user `user`, on their own machine (another HOME), named `name`."""
+    other_home = tmp_path / f"{user}-home"
     (other_home / ".ssh").mkdir(parents=True)
     (other_home / ".ssh" / "config").write_text(server.client_config)
-    second_path = tmp_path / "other"
-    second_path.mkdir()
-    second = Project(second_path, first.name, other_home)
-    second.write_config(f'host = "{server.url("tester2")}"\nframeworks = []')
-    as_other = {"HOME": str(other_home)}
+    path = tmp_path / user
+    path.mkdir()
+    project = Project(path, name, other_home)
+    project.write_config(f'host = "{server.url(user)}"\nframeworks = []')
+    return project, {"HOME": str(other_home)}
+
+
+def test_two_users_on_one_server_get_their_own_boxes_and_ports(server, tmp_path, home):
+    """B's commands never act on A's box: B's key does not open it, B's status does not list it, and where
+    the names meet (user tester-ml's box NAME and user tester's box ml-NAME) down, logs and rm refuse."""
+    first = remote_project(tmp_path, home, "shared", f'host = "{server.url()}"\nframeworks = []')
+    first.name = f"ml-{first.name}"
+    first.write_config(f'host = "{server.url()}"\nframeworks = []')
+    # Another user with a box of the same name on the same server, and one whose name meets A's.
+    second, as_other = _other_user(server, tmp_path, "tester2", first.name)
+    server.sh(
+        "useradd -m -s /bin/bash -G docker tester-ml && cp -a /home/tester/.ssh /home/tester-ml/ "
+        "&& chown -R tester-ml: /home/tester-ml/.ssh"
+    )
+    third, as_third = _other_user(server, tmp_path, "tester-ml", first.name.removeprefix("ml-"))
+    a_box = f"deepbox-tester-{first.name}"
     try:
         one = first.deepbox("up", "--json", timeout=1500)
         assert one.code == 0, one.err
         two = second.deepbox("up", "--json", timeout=1500, env=as_other)
         assert two.code == 0, two.err
-        assert json.loads(one.out)["port"] != json.loads(two.out)["port"]
+        a_port, b_port = json.loads(one.out)["port"], json.loads(two.out)["port"]
+        assert a_port != b_port
         names = {line.split()[0] for line in server_containers(server)}
-        assert names == {f"deepbox-tester-{first.name}", f"deepbox-tester2-{first.name}"}
+        assert names == {a_box, f"deepbox-tester2-{first.name}"}
         assert first.ssh("id -un").out.strip() == "tester"
         assert second.ssh("id -un").out.strip() == "tester2"
-        # Each user's status shows their box; down acts on the server's engine only.
+
+        # B's own key, through B's alias (and so B's jump), as A or as B, at A's box port: refused. (A's box
+        # has another host key than B's alias pins; it is waved through here to reach the key check.)
+        for user in ("tester", "tester2"):
+            knock = second.ssh(
+                "true", "-o", f"Port={a_port}", "-o", f"User={user}", "-o", "ControlPath=none",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no",
+            )  # fmt: skip
+            assert knock.code == 255 and "Permission denied (publickey)" in knock.err, knock.err
+
+        # Each user's status lists their own boxes only; B's down, logs and rm act on B's box only.
         mine = json.loads(second.deepbox("status", "--json", env=as_other).out)
-        assert {row["box"] for row in mine} == {f"tester-{first.name}", f"tester2-{first.name}"}
+        assert [row["box"] for row in mine] == [f"tester2-{first.name}"]
+        assert second.deepbox("down", env=as_other).code == 0
+        assert second.deepbox("logs", env=as_other).code == 0
+        assert second.deepbox("rm", "--volumes", env=as_other).code == 0
+        assert [line.split()[0] for line in server_containers(server)] == [a_box]
+
+        # tester-ml's box "NAME" has the engine name of tester's "ml-NAME": the owner label keeps them apart.
+        refused = (
+            f"Box 'tester-ml-{third.name}' on this server belongs to its user tester, not to tester-ml; deepbox acts "
+            'only on your own boxes: set name = "..." in deepbox.toml to give yours another name.'
+        )
+        assert json.loads(third.deepbox("status", "--json", env=as_third).out) == []
+        for command in (["up"], ["down"], ["logs"], ["rm", "--volumes"], ["status", third.name]):
+            result = third.deepbox(*command, env=as_third)
+            assert result.code == 1, (command, result.out, result.err)
+            assert result.err == f"Error: {refused}\n", (command, result.err)
+        assert any(line.startswith(f"{a_box} Up") for line in server_containers(server))
+        assert first.ssh("echo still mine").out.strip() == "still mine"
+
+        # A removes the container and keeps the volumes (its home, its host key): tester-ml's rm --volumes
+        # finds nothing of its own and leaves them.
+        assert first.deepbox("rm").code == 0
+        a_volumes = f"docker volume ls -q --filter label=deepbox.box=tester-{first.name}"
+        kept = server.sh(a_volumes).split()
+        assert len(kept) == 2
+        gone = third.deepbox("rm", "--volumes", env=as_third)
+        assert gone.code == 1
+        assert gone.err == (
+            f"Error: There is no box named 'tester-ml-{third.name}'; `deepbox status` lists the boxes, `deepbox up` "
+            "makes one.\n"
+        )
+        assert server.sh(a_volumes).split() == kept
     finally:
         first.deepbox("rm", "--volumes")
         second.deepbox("rm", "--volumes", env=as_other)
-        _close_masters(other_home / ".ssh" / "config", other_home)
+        _close_masters(second.home / ".ssh" / "config", second.home)
+        _close_masters(third.home / ".ssh" / "config", third.home)
     assert server_containers(server) == []
 
 

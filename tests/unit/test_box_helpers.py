@@ -14,6 +14,8 @@ from deepbox.config import load_spec
 from deepbox.dockerfile import render
 from deepbox.engine import DEFAULT_SOCKET, Container, EngineInfo, Location
 from deepbox.engine.docker import _record, unreachable
+from deepbox.errors import DeepboxError
+from deepbox.model import Account
 from deepbox.site import LocalSite
 
 LOCAL = LocalSite(Location(DEFAULT_SOCKET, "the default socket"))
@@ -90,6 +92,9 @@ class FakeEngine:
     def boxes(self):
         return self._containers
 
+    def container(self, name):
+        return next((c for c in self._containers if c.name == name), None)
+
     def info(self):
         return INFO
 
@@ -98,11 +103,15 @@ class FakeSite:
     host = ""
     forwards_ports = False
 
-    def __init__(self, containers):
+    def __init__(self, containers, account=None):
         self._engine = FakeEngine(containers)
+        self._account = account
 
     def engine(self):
         return self._engine
+
+    def account(self):
+        return self._account
 
 
 def _container(name, status, started="", port=2222):
@@ -135,6 +144,28 @@ def test_status_rows_from_labels():
     assert alpha.engine == "Docker 20.10.24 at unix:///var/run/docker.sock"
 
 
+def _owned_by(name, owner):
+    made = _container(name, "running")
+    return dataclasses.replace(made, labels={**made.labels, box.LABEL_OWNER: owner} if owner else made.labels)
+
+
+def test_a_server_user_lists_and_touches_only_their_own_boxes():
+    # "ann-ml-x" is box "x" of user ann-ml, and would also be box "ml-x" of user ann: the label decides.
+    containers = [_owned_by("ann-ml-x", "ann-ml"), _owned_by("ann-y", "ann"), _owned_by("bob-z", "")]
+    ann = FakeSite(containers, Account(name="ann", uid=1000, gid=1000, home="/home/ann"))
+
+    assert [row.box for row in box.status(ann)] == ["ann-y"]
+    with pytest.raises(DeepboxError) as refused:
+        box.status(ann, "ann-ml-x")
+    assert refused.value.message == (
+        "Box 'ann-ml-x' on this server belongs to its user ann-ml, not to ann; deepbox acts only on your own "
+        'boxes: set name = "..." in deepbox.toml to give yours another name.'
+    )
+    bob = FakeSite(containers, Account(name="bob", uid=1001, gid=1001, home="/home/bob"))
+    assert [row.box for row in box.status(bob)] == ["bob-z"]  # made before boxes carried their owner
+    assert len(box.status(FakeSite(containers))) == 3  # this machine's engine: every box
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -160,6 +191,9 @@ class OneBoxSite:
 
     def engine(self):
         return SimpleNamespace(container=lambda name: self._container if name == self._container.name else None)
+
+    def account(self):
+        return None
 
 
 def test_describe_refuses_a_box_that_belongs_to_another_project(spec):

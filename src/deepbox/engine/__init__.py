@@ -15,6 +15,7 @@ from typing import Any
 from deepbox.engine.base import (
     LABEL_ALIAS,
     LABEL_BOX,
+    LABEL_OWNER,
     LABEL_PROJECT,
     LABEL_RUN,
     LABEL_SPEC,
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_SOCKET",
     "LABEL_ALIAS",
     "LABEL_BOX",
+    "LABEL_OWNER",
     "LABEL_PROJECT",
     "LABEL_RUN",
     "LABEL_SPEC",

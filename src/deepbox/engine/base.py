@@ -22,6 +22,10 @@ LABEL_PROJECT = "deepbox.project"
 LABEL_SPEC = "deepbox.spec-hash"
 LABEL_RUN = "deepbox.run-hash"
 LABEL_ALIAS = "deepbox.alias"
+# The server user a box on a shared server belongs to (its container and volumes): commands act only on
+# the caller's own boxes, even where names meet (user "ann"'s box "ml-x" and user "ann-ml"'s box "x" are
+# both "ann-ml-x").
+LABEL_OWNER = "deepbox.owner"
 
 NO_GPU_RUNTIME = (
     "The Docker engine cannot give GPUs to containers (no NVIDIA runtime): install the NVIDIA Container "
@@ -88,6 +92,11 @@ class NewContainer:
     shm_size: str
     gpus: GpuRequest = GpuRequest()  # noqa: RUF009 - frozen, so one shared default is safe
     user_namespace: str = ""
+    # The box's profile: every capability dropped but these, and no-new-privileges unless sudo needs
+    # setuid to work (README, "The box's own profile").
+    capabilities: tuple[str, ...] = ()
+    no_new_privileges: bool = True
+    pids_limit: int = 0  # 0: the engine's default
 
 
 class PortInUseError(DeepboxError):
@@ -250,8 +259,8 @@ class Engine(ABC):
     def volume_ensure(self, name: str, labels: dict[str, str]) -> None: ...
 
     @abstractmethod
-    def volumes(self, box: str) -> list[str]:
-        """The names of the volumes labelled for this box."""
+    def volumes(self, box: str, owner: str = "") -> list[str]:
+        """The names of the volumes labelled for this box; with `owner`, none labelled for another owner."""
 
     @abstractmethod
     def remove_volume(self, name: str) -> None: ...

@@ -28,6 +28,7 @@ from docker.utils import socket as docker_socket
 from deepbox.engine import buildlog
 from deepbox.engine.base import (
     LABEL_BOX,
+    LABEL_OWNER,
     NO_GPU_RUNTIME,
     Container,
     Engine,
@@ -438,6 +439,10 @@ class DockerEngine(Engine):
                     "ports": new.ports,
                     "volumes": {**{name: {"bind": path, "mode": "rw"} for name, path in new.volumes.items()}, **binds},
                     "tmpfs": new.tmpfs,
+                    "cap_drop": ["ALL"],
+                    "cap_add": list(new.capabilities),
+                    "security_opt": ["no-new-privileges"] if new.no_new_privileges else [],
+                    **({"pids_limit": new.pids_limit} if new.pids_limit else {}),
                     **_gpu_request(self.kind, new.gpus),
                 }
             )
@@ -608,9 +613,12 @@ class DockerEngine(Engine):
             except docker.errors.NotFound:
                 self.client.volumes.create(name, labels=labels)
 
-    def volumes(self, box: str) -> list[str]:
+    def volumes(self, box: str, owner: str = "") -> list[str]:
         with self._translated("list volumes"):
-            return [str(v.name) for v in self.client.volumes.list(filters={"label": f"{LABEL_BOX}={box}"})]
+            found = self.client.volumes.list(filters={"label": f"{LABEL_BOX}={box}"})
+        return [
+            str(v.name) for v in found if not owner or (v.attrs.get("Labels") or {}).get(LABEL_OWNER, owner) == owner
+        ]
 
     def remove_volume(self, name: str) -> None:
         with self._translated(f"remove volume {name}"), contextlib.suppress(docker.errors.NotFound):
