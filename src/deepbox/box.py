@@ -21,7 +21,7 @@ from typing import IO, Protocol
 
 from filelock import FileLock, Timeout
 
-from deepbox import baseimage, boxsecrets, catalog, drift, gpu, lock, paths, ssh, state
+from deepbox import baseimage, boxsecrets, catalog, drift, gpu, lock, paths, progress, ssh, state
 from deepbox.config import BoxPort, Spec
 from deepbox.dockerfile import VENV, plan_for, render
 from deepbox.engine import (
@@ -30,14 +30,16 @@ from deepbox.engine import (
     LABEL_PROJECT,
     LABEL_RUN,
     LABEL_SPEC,
+    BuildKitUnavailable,
     Container,
     Engine,
     Image,
     NewContainer,
     PortInUseError,
+    buildlog,
 )
 from deepbox.errors import DeepboxError
-from deepbox.model import BoxStatus, BuildContext, FrameworkCheck, ReachedPort, UpResult
+from deepbox.model import BoxStatus, BuildContext, BuildEvent, FrameworkCheck, ReachedPort, UpResult
 from deepbox.site import Site, site_for
 from deepbox.verify import verify
 
@@ -56,6 +58,7 @@ LABEL_PORTS = "deepbox.ports"  # the box ports `ports` publishes: "6006,8501"
 class Reporter(Protocol):
     def step(self, message: str) -> None: ...
     def build_line(self, line: str) -> None: ...
+    def build_progress(self) -> contextlib.AbstractContextManager[Callable[[BuildEvent], None]]: ...
 
 
 def image_tag(spec: Spec, context: BuildContext) -> str:
@@ -208,6 +211,19 @@ def _prepare(spec: Spec, site: Site, reporter: Reporter, **locking: object) -> t
     return facts, lock.ensure(spec, facts, reporter, gpus=gpus, **locking)  # type: ignore[arg-type]
 
 
+def _build(engine: Engine, spec: Spec, context: BuildContext, tag: str, reporter: Reporter) -> None:
+    """Build the box image with live progress, the whole log kept in a file that a failure names."""
+    builder = "BuildKit" if context.buildkit else "the classic builder"
+    log = paths.build_log(spec.engine_name)
+    reporter.step(f"Building image {tag} with {builder} (log: {log})")
+    labels = {LABEL_BOX: spec.engine_name, LABEL_PROJECT: str(spec.project), LABEL_SPEC: context.spec_hash}
+    try:
+        with reporter.build_progress() as show, progress.logged(log, show) as on_event:
+            engine.build(context, tag, labels, spec.build_network, on_event)
+    except buildlog.BuildFailed as failed:
+        raise buildlog.failure(failed.step, failed.error, failed.tail, log) from failed
+
+
 def _check_settings(spec: Spec) -> None:
     """What the settings alone can get wrong, checked before any engine call (doctor makes each check
     on its own, to report them all)."""
@@ -235,13 +251,16 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
         )
     facts, locked = _prepare(spec, site, reporter, frozen=frozen)
     plan = plan_for(spec, facts, cuda_major=locked.cuda_major)
-    context = render(spec, plan, facts, locked)
+    context = render(spec, plan, facts, locked, buildkit=engine.builder() == "buildkit")
 
     tag = image_tag(spec, context)
     if engine.image(tag) is None:
-        reporter.step(f"Building image {tag}")
-        labels = {LABEL_BOX: spec.engine_name, LABEL_PROJECT: str(spec.project), LABEL_SPEC: context.spec_hash}
-        engine.build(context, tag, labels, spec.build_network, reporter.build_line)
+        try:
+            _build(engine, spec, context, tag, reporter)
+        except BuildKitUnavailable as refused:
+            # The same image from the plain Dockerfile (the tag is taken from it, so it stays the same).
+            reporter.step(f"Note: {refused.message} Building with the classic builder (no download caches).")
+            _build(engine, spec, render(spec, plan, facts, locked), tag, reporter)
 
     public_key = ssh.public_key(key)
     # A recreated box keeps its ports, so IDE settings and bookmarks stay valid (unless asked to move).

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from deepbox.config import BoxConfig, Spec
     from deepbox.engine import Location
-    from deepbox.model import BoxStatus, BuildContext, UpResult
+    from deepbox.model import BoxStatus, BuildContext, BuildEvent, UpResult
     from deepbox.site import Site
 
 
@@ -37,10 +37,12 @@ def _console(stderr: bool = True) -> Console:
 
 
 class ConsoleReporter:
-    """Progress for long operations, on stderr so that --json output on stdout stays clean."""
+    """Progress for long operations, on stderr so that --json output on stdout stays clean. plain: a
+    build reports one line a step instead of a live display (so it does when stderr is no terminal)."""
 
-    def __init__(self) -> None:
+    def __init__(self, plain: bool = False) -> None:
         self.console = _console()
+        self.plain = plain or bool(os.environ.get("DEEPBOX_PLAIN"))
 
     def step(self, message: str) -> None:
         self.console.print(f"[bold cyan]>[/] {_escape(message)}", markup=True)
@@ -50,6 +52,13 @@ class ConsoleReporter:
             self.console.print(f"  [bold]{_escape(line)}[/]", markup=True, soft_wrap=True)
         else:
             self.console.print(f"  [dim]{_escape(line)}[/]", markup=True, soft_wrap=True)
+
+    def build_progress(self) -> contextlib.AbstractContextManager[Callable[[BuildEvent], None]]:
+        from deepbox import progress
+
+        if self.plain or not self.console.is_terminal:
+            return contextlib.nullcontext(progress.plain(lambda line: self.console.print(f"  {line}", soft_wrap=True)))
+        return progress.live(self.console)
 
 
 def _escape(text: str) -> str:
@@ -298,6 +307,12 @@ _box_opt = click.option(
     "project's own box].",
 )
 _debug_opt = _global("--debug", is_flag=True, help="Show tracebacks for errors.")
+_plain_opt = _global(
+    "--plain",
+    is_flag=True,
+    help="Show a build's progress as one line a step instead of a live display (as when stderr is no "
+    "terminal) [env: DEEPBOX_PLAIN=1].",
+)
 
 
 def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -332,6 +347,7 @@ def _emit_json(data: Any) -> None:
 @click.version_option(__version__, prog_name="deepbox")
 @project_option
 @_global("--json", is_flag=True, help="Print the result as JSON on stdout (commands that have --json).")
+@_plain_opt
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """deepbox: a ready, hardened ML development box in Docker, reached over SSH from your IDE.
@@ -392,6 +408,7 @@ def init(ctx: click.Context, force: bool) -> None:
     help="Move the box to free ports (another program took its own); the ssh alias and IDE files follow.",
 )
 @click.option("--dotfiles", "dotfiles_again", is_flag=True, help="Install the dotfiles setting in the box again.")
+@_plain_opt
 @project_option
 @click.pass_context
 def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool, dotfiles_again: bool) -> None:
@@ -405,7 +422,8 @@ def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool, dotfiles
     spec, site = _spec(ctx)
     dotfiles.check_setting(spec, again=dotfiles_again)
     spec = site.bind(spec)
-    result = box.up(spec, site, ConsoleReporter(), frozen=frozen, new_port=new_port)
+    reporter = ConsoleReporter(plain=bool(ctx.obj.get("plain")))
+    result = box.up(spec, site, reporter, frozen=frozen, new_port=new_port)
     written = _write_ide_files(spec, result)
     installed = dotfiles.ensure(spec, site, ConsoleReporter(), again=dotfiles_again)
     if as_json:

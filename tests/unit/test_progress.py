@@ -1,0 +1,96 @@
+"""BuildKit's trace messages read by hand, and the plain one-line-a-step progress."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from deepbox import progress
+from deepbox.engine import buildkit, buildlog
+from deepbox.engine.docker import _BuildKitSteps
+from deepbox.model import BuildEvent
+
+# A real /build?version=2 stream from Docker 20.10: FROM a local image, then a RUN that prints a line and fails.
+TRACE = Path(__file__).parent / "data" / "buildkit_trace.jsonl"
+RUN = "[2/2] RUN apt-get update -qq && echo hello-from-step && false"
+FAILED = "executor failed running [/bin/sh -c apt-get update -qq && echo hello-from-step && false]: exit code: 1"
+
+
+def _chunks() -> list[dict[str, object]]:
+    return [json.loads(line) for line in TRACE.read_text().splitlines()]
+
+
+def test_the_decoder_reads_vertexes_logs_and_errors_of_a_real_trace():
+    decoded = [buildkit.decode(str(chunk["aux"])) for chunk in _chunks() if chunk.get("id") == buildkit.TRACE_ID]
+    vertexes = [vertex for status in decoded for vertex in status.vertexes]
+    logs = [log for status in decoded for log in status.logs]
+
+    assert [vertex.name for vertex in vertexes if vertex.name.startswith("[")][-1] == RUN
+    assert [log.data for log in logs] == [b"hello-from-step\n"]
+    run = [vertex for vertex in vertexes if vertex.name == RUN]
+    assert logs[0].vertex == run[0].digest
+    assert run[0].started is None  # announced before it runs
+    assert run[1].started is not None and run[1].completed is None
+    assert run[-1].error == FAILED and run[-1].completed is not None
+    assert not any(vertex.cached for vertex in vertexes)
+
+
+def test_the_trace_becomes_steps_and_the_failing_step_s_tail():
+    events: list[BuildEvent] = []
+    steps = _BuildKitSteps(events.append)
+    for chunk in _chunks():
+        if "error" not in chunk:
+            steps.feed(chunk)
+
+    assert [(event.kind, event.text) for event in events if event.step == RUN] == [
+        ("start", ""),
+        ("output", "hello-from-step"),
+        ("error", FAILED),
+    ]
+    assert steps.failed() == (RUN, ["hello-from-step"])
+    assert buildlog.step_title(RUN) == "step 2/2 (RUN apt-get update -qq && echo hello-from-step && false)"
+
+
+def _event(step: str, kind: str, at: float, text: str = "", current: int = 0, total: int = 0) -> BuildEvent:
+    return BuildEvent(step, kind, text, current, total, at)
+
+
+def test_plain_progress_prints_one_line_a_finished_step():
+    lines: list[str] = []
+    show = progress.plain(lines.append)
+    for event in [
+        _event("[internal] load build definition from Dockerfile", "start", 0.0),
+        _event("[internal] load build definition from Dockerfile", "done", 0.1),
+        _event("[1/3] FROM docker.io/library/debian:bookworm", "cached", 0.2),
+        _event("[2/3] RUN apt-get install -y curl", "start", 1.0),
+        _event("[2/3] RUN apt-get install -y curl", "output", 1.5, "Get:1 http://deb.debian.org curl"),
+        _event("[2/3] RUN apt-get install -y curl", "download", 2.0, "sha256:ab", 2_500_000, 0),
+        _event("[2/3] RUN apt-get install -y curl", "download", 2.5, "sha256:ab", 12_300_000, 12_300_000),
+        _event("[2/3] RUN apt-get install -y curl", "done", 5.25),
+        _event("[3/3] RUN false", "start", 6.0),
+        _event("[3/3] RUN false", "error", 6.5, "exit code: 1"),
+    ]:
+        show(event)
+
+    assert lines == [
+        "CACHED  [1/3] FROM docker.io/library/debian:bookworm",
+        "DONE    [2/3] RUN apt-get install -y curl (4.2s, 12.3 MB downloaded)",
+        "FAILED  [3/3] RUN false (0.5s)",
+    ]
+
+
+def test_sizes_read_as_a_person_reads_them():
+    assert [progress.size(n) for n in (850, 12_300_000, 1_400_000_000)] == ["850 B", "12.3 MB", "1.4 GB"]
+
+
+def test_the_log_file_has_every_line_of_every_step(tmp_path):
+    log = tmp_path / "builds" / "box.log"
+    shown: list[BuildEvent] = []
+    with progress.logged(log, shown.append) as on_event:
+        on_event(_event("[2/3] RUN make", "start", 0.0))
+        on_event(_event("[2/3] RUN make", "output", 0.5, "cc -o app app.c"))
+    assert len(shown) == 2
+    assert [line.split(" ", 1)[1] for line in log.read_text().splitlines()] == [
+        "[2/3] RUN make [start]",
+        "[2/3] RUN make | cc -o app app.c",
+    ]
