@@ -94,3 +94,10 @@ def test_the_log_file_has_every_line_of_every_step(tmp_path):
         "[2/3] RUN make [start]",
         "[2/3] RUN make | cc -o app app.c",
     ]
+
+
+def test_step_titles_read_the_same_for_both_builders():
+    assert buildlog.step_title("[stage-0 18/22] RUN mkdir -p /x  && apt-get update") == (
+        "step 18/22 (RUN mkdir -p /x && apt-get update)"
+    )
+    assert buildlog.step_title("Step 3/9 : RUN uv pip install six") == "step 3/9 (RUN uv pip install six)"

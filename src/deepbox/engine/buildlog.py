@@ -34,7 +34,7 @@ class BuildFailed(DeepboxError):
 
 
 _CLASSIC_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
-_BUILDKIT_STEP = re.compile(r"^\[\s*(\d+)/(\d+)\] (.*)")
+_BUILDKIT_STEP = re.compile(r"^\[(?:\S+ )?\s*(\d+)/(\d+)\] (.*)")  # "[3/9] RUN x", "[stage-0  3/9] RUN x"
 
 
 def step_title(name: str) -> str:
@@ -42,7 +42,7 @@ def step_title(name: str) -> str:
     match = _CLASSIC_STEP.match(name) or _BUILDKIT_STEP.match(name)
     if match is None:
         return name
-    return f"step {match.group(1)}/{match.group(2)} ({match.group(3)[:80]})"
+    return f"step {match.group(1)}/{match.group(2)} ({' '.join(match.group(3).split())[:80]})"
 
 
 def is_noise(line: str) -> bool:

@@ -44,6 +44,7 @@ from deepbox.model import BuildContext, BuildEvent
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 BUILDERS = ("buildkit", "classic")
+_MOUNTS = re.compile(r"--mount=\S+\s+")  # a RUN step's cache mounts: the same in every step, not worth showing
 
 
 class _Steps:
@@ -116,7 +117,7 @@ class _BuildKitSteps(_Steps):
         status = buildkit.decode(chunk["aux"])
         for vertex in status.vertexes:
             if vertex.name:
-                self.names[vertex.digest] = vertex.name
+                self.names[vertex.digest] = _MOUNTS.sub("", vertex.name)
             if vertex.cached:
                 self._once(vertex.digest, "cached")
                 continue
