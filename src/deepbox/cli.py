@@ -45,7 +45,8 @@ class ConsoleReporter:
         self.plain = plain or bool(os.environ.get("DEEPBOX_PLAIN"))
 
     def step(self, message: str) -> None:
-        self.console.print(f"[bold cyan]>[/] {_escape(message)}", markup=True)
+        # soft_wrap: a long path in a step (a build log's) is never broken inside
+        self.console.print(f"[bold cyan]>[/] {_escape(message)}", markup=True, soft_wrap=True)
 
     def build_line(self, line: str) -> None:
         if line.startswith("Step "):

@@ -44,6 +44,7 @@ from deepbox.model import BuildContext, BuildEvent
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 BUILDERS = ("buildkit", "classic")
+_STAGE = re.compile(r"^\[stage-\d+\s+")  # "[stage-0 3/9]": the Dockerfile has one stage
 _MOUNTS = re.compile(r"--mount=\S+\s+")  # a RUN step's cache mounts: the same in every step, not worth showing
 
 
@@ -117,7 +118,7 @@ class _BuildKitSteps(_Steps):
         status = buildkit.decode(chunk["aux"])
         for vertex in status.vertexes:
             if vertex.name:
-                self.names[vertex.digest] = _MOUNTS.sub("", vertex.name)
+                self.names[vertex.digest] = _MOUNTS.sub("", _STAGE.sub("[", vertex.name))
             if vertex.cached:
                 self._once(vertex.digest, "cached")
                 continue
