@@ -1,6 +1,11 @@
 """deepbox's Dockerfile vs a Deepo-style one for the same frameworks, on the same base, in one run.
 
     .venv/bin/python bench/build_compare.py [--base deepbox/debian:bookworm] [--skip-installers]
+        [--builder buildkit|classic]
+
+--builder: the builder of every build here (default buildkit, as `deepbox up` on Docker). With
+BuildKit, "cold" means no layer cache; deepbox's apt and uv cache mounts keep what earlier builds
+downloaded, as they do for a user.
 
 a) cold build time (no layer cache) and image size for pytorch + scikit-learn: deepbox vs a
    Deepo-style Dockerfile (one RUN layer, plain pip, build tools and the scientific base, no cache
@@ -50,6 +55,9 @@ ENV PATH=/opt/venv/bin:$PATH
 """
 
 
+BUILDKIT = True  # --builder
+
+
 def deepbox_context(base: str, frameworks: list[str], pip: list[str], project: Path) -> BuildContext:
     config = BoxConfig.model_validate(
         {
@@ -62,14 +70,14 @@ def deepbox_context(base: str, frameworks: list[str], pip: list[str], project: P
             "build": {"ca_certificates": [CA], "find_links": [WHEELS]},
         }
     )
-    return render(resolve(config, project, None))
+    return render(resolve(config, project, None), buildkit=BUILDKIT)
 
 
 def deepo_context(base: str, extra: str, project: Path) -> BuildContext:
     ours = deepbox_context(base, [], [], project)  # only for the same certs and wheels in the context
     files = {path: data for path, data in ours.files.items() if path.startswith(("deepbox/certs/", "deepbox/wheels/"))}
     files = {path.replace("deepbox/wheels/0/", "deepbox/wheels/"): data for path, data in files.items()}
-    return BuildContext(DEEPO_STYLE.format(base=base, extra=extra, torch=TORCH), files)
+    return BuildContext(DEEPO_STYLE.format(base=base, extra=extra, torch=TORCH), files, buildkit=BUILDKIT)
 
 
 def build(engine: Engine, context: BuildContext, tag: str, nocache: bool) -> float:
@@ -91,7 +99,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default="deepbox/debian:bookworm")
     parser.add_argument("--skip-installers", action="store_true", help="skip (c), the uv vs pip measurement")
+    parser.add_argument("--builder", choices=["buildkit", "classic"], default="buildkit")
     args = parser.parse_args()
+    global BUILDKIT
+    BUILDKIT = args.builder == "buildkit"
     if not Path(WHEELS).is_dir():
         print(f"needs the local CPU torch wheel folder {WHEELS}", file=sys.stderr)
         return 2
@@ -122,7 +133,9 @@ def main() -> int:
         ]
         if not args.skip_installers:
             log("installers: scientific preset with uv, then with pip (cold)")
-            context = deepbox_context(args.base, ["scientific"], [], project)
+            # Both without cache mounts: this compares the installers, not the caches.
+            made = deepbox_context(args.base, ["scientific"], [], project)
+            context = BuildContext(made.plain_dockerfile or made.dockerfile, made.files)
             uv = build(client, context, "deepbox-bench/uv:cold", True)
             pip_text = context.dockerfile.replace(
                 "RUN uv pip install", "RUN pip install --no-cache-dir --disable-pip-version-check"

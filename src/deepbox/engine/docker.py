@@ -118,7 +118,7 @@ class _BuildKitSteps(_Steps):
         status = buildkit.decode(chunk["aux"])
         for vertex in status.vertexes:
             if vertex.name:
-                self.names[vertex.digest] = _MOUNTS.sub("", _STAGE.sub("[", vertex.name))
+                self.names[vertex.digest] = " ".join(_MOUNTS.sub("", _STAGE.sub("[", vertex.name)).split())
             if vertex.cached:
                 self._once(vertex.digest, "cached")
                 continue
