@@ -211,6 +211,23 @@ def _prepare(spec: Spec, site: Site, reporter: Reporter, **locking: object) -> t
     return facts, lock.ensure(spec, facts, reporter, gpus=gpus, **locking)  # type: ignore[arg-type]
 
 
+def build_image(
+    engine: Engine,
+    spec: Spec,
+    context: BuildContext,
+    tag: str,
+    reporter: Reporter,
+    classic: Callable[[], BuildContext],
+) -> None:
+    """Build the box image; when the engine refuses BuildKit, again with the classic builder from the
+    Dockerfile without cache mounts (`classic`): the same image, under the same tag."""
+    try:
+        _build(engine, spec, context, tag, reporter)
+    except BuildKitUnavailable as refused:
+        reporter.step(f"Note: {refused.message} Building with the classic builder (no download caches).")
+        _build(engine, spec, classic(), tag, reporter)
+
+
 def _build(engine: Engine, spec: Spec, context: BuildContext, tag: str, reporter: Reporter) -> None:
     """Build the box image with live progress, the whole log kept in a file that a failure names."""
     builder = "BuildKit" if context.buildkit else "the classic builder"
@@ -255,12 +272,7 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
 
     tag = image_tag(spec, context)
     if engine.image(tag) is None:
-        try:
-            _build(engine, spec, context, tag, reporter)
-        except BuildKitUnavailable as refused:
-            # The same image from the plain Dockerfile (the tag is taken from it, so it stays the same).
-            reporter.step(f"Note: {refused.message} Building with the classic builder (no download caches).")
-            _build(engine, spec, render(spec, plan, facts, locked), tag, reporter)
+        build_image(engine, spec, context, tag, reporter, lambda: render(spec, plan, facts, locked))
 
     public_key = ssh.public_key(key)
     # A recreated box keeps its ports, so IDE settings and bookmarks stay valid (unless asked to move).

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
-from deepbox import progress
-from deepbox.engine import buildkit, buildlog
-from deepbox.engine.docker import _BuildKitSteps
-from deepbox.model import BuildEvent
+import pytest
+
+from deepbox import box, progress
+from deepbox.config import load_spec
+from deepbox.dockerfile import render
+from deepbox.engine import BuildKitUnavailable, EngineInfo, buildkit, buildlog
+from deepbox.engine.docker import DockerEngine, _BuildKitSteps
+from deepbox.errors import DeepboxError
+from deepbox.model import BuildContext, BuildEvent
+from deepbox.paths import build_log
 
 # A real /build?version=2 stream from Docker 20.10: FROM a local image, then a RUN that prints a line and fails.
 TRACE = Path(__file__).parent / "data" / "buildkit_trace.jsonl"
@@ -101,3 +108,67 @@ def test_step_titles_read_the_same_for_both_builders():
         "step 18/22 (RUN mkdir -p /x && apt-get update)"
     )
     assert buildlog.step_title("Step 3/9 : RUN uv pip install six") == "step 3/9 (RUN uv pip install six)"
+
+
+def _engine_of(kind: str) -> DockerEngine:
+    engine = DockerEngine.__new__(DockerEngine)
+    engine.where = "test"
+    engine._info = EngineInfo(kind, "1", False, "/x", False, "x86_64", "test")
+    return engine
+
+
+def test_docker_builds_with_buildkit_podman_and_deepbox_builder_classic_without(monkeypatch):
+    monkeypatch.delenv("DEEPBOX_BUILDER", raising=False)
+    assert (_engine_of("docker").builder(), _engine_of("podman").builder()) == ("buildkit", "classic")
+    monkeypatch.setenv("DEEPBOX_BUILDER", "Classic")
+    assert _engine_of("docker").builder() == "classic"
+    monkeypatch.setenv("DEEPBOX_BUILDER", "buildah")
+    with pytest.raises(DeepboxError) as raised:
+        _engine_of("docker").builder()
+    assert raised.value.message == (
+        "DEEPBOX_BUILDER=buildah is not a builder deepbox knows; set it to buildkit or classic, or unset it."
+    )
+
+
+class _RefusingEngine:
+    """An engine that refuses BuildKit, as one without it answers /build?version=2."""
+
+    def __init__(self) -> None:
+        self.built: list[tuple[bool, str]] = []
+
+    def build(self, context: BuildContext, tag: str, *_args: object, **_options: object) -> None:
+        if context.buildkit:
+            raise BuildKitUnavailable("The engine at test does not build with BuildKit.")
+        self.built.append((context.buildkit, tag))
+
+
+class _Reporter:
+    def __init__(self) -> None:
+        self.steps: list[str] = []
+
+    def step(self, message: str) -> None:
+        self.steps.append(message)
+
+    def build_line(self, line: str) -> None:
+        pass
+
+    def build_progress(self) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext(lambda _event: None)
+
+
+def test_an_engine_refusing_buildkit_gets_the_same_image_from_the_classic_builder(make_project):
+    spec = load_spec(make_project('apt = ["curl"]'))
+    engine, reporter = _RefusingEngine(), _Reporter()
+    cached = render(spec, buildkit=True)
+    tag = box.image_tag(spec, cached)
+
+    box.build_image(engine, spec, cached, tag, reporter, lambda: render(spec))  # type: ignore[arg-type]
+
+    assert engine.built == [(False, tag)]
+    log = build_log(spec.engine_name)
+    assert reporter.steps == [
+        f"Building image {tag} with BuildKit (log: {log})",
+        "Note: The engine at test does not build with BuildKit. Building with the classic builder (no download "
+        "caches).",
+        f"Building image {tag} with the classic builder (log: {log})",
+    ]
