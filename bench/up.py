@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -41,6 +42,10 @@ DEFAULT_CA = "/etc/ssl/certs/ca-certificates.crt"
 MUX_CALLS = 5  # ssh calls of each kind per repeat in (b); the repeat's sample is their median
 BASELINE_POLL_S = 0.05
 READY_TIMEOUT_S = 120.0
+BESIDE_PROBE = (
+    "framework check (docker exec python imports, beside the probe)",
+    "secrets hand-over (beside the probe)",
+)
 
 
 def log(message: str) -> None:
@@ -105,7 +110,8 @@ class Bench:
         self.alias = f"deepbox-{self.name}"
         self.tmp = Path(tempfile.mkdtemp(prefix=f"deepbox-bench-{self.run_id}-"))
         self.home = self.tmp / "home"
-        self.project = self.tmp / "project"
+        # A name of this run's own: the Dev Containers CLI names its images after the folder.
+        self.project = self.tmp / f"dbbench-{self.run_id}"
         self.home.mkdir()
         self.project.mkdir()
         self.deepbox = args.deepbox
@@ -117,6 +123,7 @@ class Bench:
         self.box_settings: dict[str, Any] = {}
         self.up_samples: list[float] = []
         self.baseline_split: list[tuple[float, float, int]] = []  # docker run -d, ssh polling, attempts
+        self.devcontainer_images: list[str] = []
 
     # Environment ------------------------------------------------------------------------------
 
@@ -363,6 +370,52 @@ class Bench:
             )
         self.add_result("b) `ssh <alias> true` multiplexed vs fresh", mux, fresh, 0.2, "ratio")
 
+    def measure_devcontainer(self) -> None:
+        """(d) and (e): against the Dev Containers CLI, on the Dockerfile `deepbox export devcontainer` writes."""
+        cli = shutil.which("devcontainer")
+        if cli is None:
+            log("no Dev Containers CLI (npm install -g @devcontainers/cli): skipping (d) and (e)")
+            return
+        self.deepbox_cmd("export", "devcontainer")
+        labels = ["--id-label", f"{BENCH_LABEL}=1", "--id-label", f"{RUN_LABEL}={self.run_id}"]
+        command = [cli, "up", "--workspace-folder", str(self.project), *labels]
+        log("first `devcontainer up` (builds its image from the exported Dockerfile)")
+        first = run(command, timeout=self.args.build_timeout)
+        container = json.loads(first.stdout.strip().splitlines()[-1])["containerId"]
+        image = json.loads(run(["docker", "inspect", container]).stdout)[0]["Config"]["Image"]
+        self.devcontainer_images = [image]
+        self.info["devcontainer_cli"] = run([cli, "--version"]).stdout.strip()
+
+        def timed(args: list[str], action: str = "") -> float:
+            start = time.perf_counter()
+            result = run(args, timeout=300)
+            elapsed = time.perf_counter() - start
+            if action and json.loads(result.stdout).get("action") != action:
+                raise BenchError(f"`deepbox up` was expected to find the box {action}")
+            return elapsed
+
+        ours_up = [self.deepbox, "-C", str(self.project), "up", "--json"]
+        # No ControlMaster: the check on a running box is a fresh ssh login, the slower case.
+        run([*self.ssh_base(), "-O", "exit", self.alias], check=False, timeout=10)
+        running: tuple[list[float], list[float]] = ([], [])
+        restart: tuple[list[float], list[float]] = ([], [])
+        timed(ours_up, "running")
+        timed(command)  # not counted
+        for index in range(self.args.repeat):
+            pair = [(lambda: timed(ours_up, "running"), running[0]), (lambda: timed(command), running[1])]
+            for measure, into in pair if index % 2 == 0 else reversed(pair):
+                into.append(measure())
+            run(["docker", "stop", self.alias, container], timeout=120)
+            pair = [(lambda: timed(ours_up, "started"), restart[0]), (lambda: timed(command), restart[1])]
+            for measure, into in pair if index % 2 == 0 else reversed(pair):
+                into.append(measure())
+            log(
+                f"(d) {index + 1}/{self.args.repeat}: up on a running box {running[0][-1]:.3f} s vs "
+                f"{running[1][-1]:.3f} s; (e) restart {restart[0][-1]:.3f} s vs {restart[1][-1]:.3f} s"
+            )
+        self.add_result("d) `up` on a running box vs `devcontainer up`", *running, 1.0, "ratio")
+        self.add_result("e) `docker stop` + `up` vs the same with `devcontainer up`", *restart, 1.0, "ratio")
+
     def measure_help(self) -> None:
         helps: list[float] = []
         floors: list[float] = []
@@ -424,6 +477,7 @@ class Bench:
             ("ControlMaster", self.cleanup_master),
             ("box", self.cleanup_box),
             ("images", self.cleanup_images),
+            ("Dev Containers image", self.cleanup_devcontainer),
             ("temp files", self.cleanup_files),
         ]
         for what, step in steps:
@@ -474,6 +528,15 @@ class Bench:
         volumes = run(["docker", "volume", "ls", "-q", *labels], check=False).stdout.split()
         if volumes:
             run(["docker", "volume", "rm", "-f", *volumes], check=False)
+
+    def cleanup_devcontainer(self) -> None:
+        # Its container carries this run's labels (--id-label) and went with the baseline's.
+        for image in self.devcontainer_images:
+            run(["docker", "rmi", image], check=False)
+        tags = run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], check=False).stdout.split()
+        for tag in tags:
+            if tag.startswith(f"vsc-{self.project.name}-"):
+                run(["docker", "rmi", tag], check=False)
 
     def cleanup_images(self) -> None:
         repository = f"deepbox/{self.name}"
@@ -558,6 +621,7 @@ def phase_worker(repeat: int) -> dict[str, Any]:
     project = Path(os.environ["DEEPBOX_BENCH_PROJECT"])
     sums: dict[str, float] = defaultdict(float)
     state = {"in_probe": False, "in_host_key": False, "exec_calls": 0}
+    nesting = threading.local()
     attempts: list[tuple[float, int]] = []
 
     def wrap(owner: Any, attr: str, label: str, flag: str | None = None) -> None:
@@ -568,12 +632,18 @@ def phase_worker(repeat: int) -> dict[str, Any]:
             began = time.perf_counter()
             if flag:
                 state[flag] = True
+            # A phase inside another (the container lookups of the host-key read) counts once, in the outer.
+            # (per thread: the framework check runs beside the ssh probe).
+            depth = getattr(nesting, "depth", 0)
+            nesting.depth = depth + 1
             try:
                 return original(*a, **k)
             finally:
+                nesting.depth = depth
                 if flag:
                     state[flag] = False
-                sums[label] += time.perf_counter() - began
+                if depth == 0:
+                    sums[label] += time.perf_counter() - began
 
         setattr(owner, attr, wrapper)
 
@@ -597,7 +667,8 @@ def phase_worker(repeat: int) -> dict[str, Any]:
     wrap(ssh, "pin_host_key", "pin host key + write ssh config")
     wrap(ssh, "write_host", "pin host key + write ssh config")
     wrap(ssh, "probe", "ssh probe loop (polled 0.05 s, then 0.3 s)", "in_probe")
-    wrap(box, "verify", "framework check (docker exec python imports)")
+    wrap(box, "verify", BESIDE_PROBE[0])
+    wrap(box, "_hand_over", BESIDE_PROBE[1])
 
     real_run = subprocess.run
 
@@ -650,7 +721,9 @@ def phase_worker(repeat: int) -> dict[str, Any]:
         total = time.perf_counter() - began
         if result.action != "started":
             raise BenchError(f"in-process up was {result.action!r}, expected 'started'")
-        sums["other (lock, labels, bookkeeping)"] = total - sum(sums.values())
+        # The phases beside the probe run in threads: the time they take is not on top of the probe's.
+        serial = sum(seconds for label, seconds in sums.items() if label not in BESIDE_PROBE)
+        sums["other (lock, labels, bookkeeping)"] = total - serial
         per_run.append(dict(sums))
         totals.append(total)
         counts.append(len(attempts))
@@ -710,6 +783,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--build-timeout", type=float, default=1800, help="seconds allowed for the cold build")
     parser.add_argument("--no-phases", action="store_true", help="skip the in-process phase breakdown")
+    parser.add_argument(
+        "--no-devcontainer", action="store_true", help="skip (d) and (e), the Dev Containers CLI comparison"
+    )
     parser.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--phase-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -736,6 +812,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.read_box_settings()
         bench.measure_up()
         bench.measure_mux()
+        if not args.no_devcontainer:
+            bench.measure_devcontainer()
         if not args.no_phases:
             bench.measure_phases()
     except KeyboardInterrupt:

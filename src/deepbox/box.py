@@ -36,6 +36,7 @@ from deepbox.engine import (
     Image,
     NewContainer,
     PortInUseError,
+    RegistryUnreachable,
     buildlog,
 )
 from deepbox.errors import DeepboxError
@@ -53,6 +54,8 @@ SSH_PORT, JUPYTER_PORT = "22/tcp", "8888/tcp"
 SESSION_ENV = ("PATH", "VIRTUAL_ENV", "LANG", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 STTY_SIZE = 'stty rows "$1" cols "$2" 2>/dev/null; shift 2; exec "$@"'
 LABEL_PORTS = "deepbox.ports"  # the box ports `ports` publishes: "6006,8501"
+LABEL_IMAGE_SOURCE = "deepbox.image-source"  # how the box's image came to this engine: built | pulled
+LABEL_BASE = "deepbox.base"  # the base image a box image was built on, by digest when a registry gave it
 
 
 class Reporter(Protocol):
@@ -63,6 +66,21 @@ class Reporter(Protocol):
 
 def image_tag(spec: Spec, context: BuildContext) -> str:
     return f"deepbox/{spec.engine_name}:{context.spec_hash}"
+
+
+def registry_ref(registry: str, box: str, spec_hash: str) -> str:
+    """Where a box image is shared: the same settings and lock give the same name on every machine."""
+    return f"{registry.rstrip('/')}/{box}:{spec_hash}"
+
+
+def pinned_base(base: str, image: Image | None) -> str:
+    """The base image by digest ("python@sha256:...") when a registry gave it; else its name as written."""
+    if image is None or not image.digests or "@" in base:
+        return base
+    last = base.rsplit("/", 1)[-1]
+    repository = base.rsplit(":", 1)[0] if ":" in last else base
+    named = [digest for digest in image.digests if digest.split("@")[0] in (repository, f"docker.io/{repository}")]
+    return (named or list(image.digests))[0]
 
 
 def volume_names(box: str) -> tuple[str, str]:
@@ -216,24 +234,26 @@ def build_image(
     spec: Spec,
     context: BuildContext,
     tag: str,
+    labels: dict[str, str],
     reporter: Reporter,
     classic: Callable[[], BuildContext],
 ) -> None:
     """Build the box image; when the engine refuses BuildKit, again with the classic builder from the
     Dockerfile without cache mounts (`classic`): the same image, under the same tag."""
     try:
-        _build(engine, spec, context, tag, reporter)
+        _build(engine, spec, context, tag, labels, reporter)
     except BuildKitUnavailable as refused:
         reporter.step(f"Note: {refused.message} Building with the classic builder (no download caches).")
-        _build(engine, spec, classic(), tag, reporter)
+        _build(engine, spec, classic(), tag, labels, reporter)
 
 
-def _build(engine: Engine, spec: Spec, context: BuildContext, tag: str, reporter: Reporter) -> None:
+def _build(
+    engine: Engine, spec: Spec, context: BuildContext, tag: str, labels: dict[str, str], reporter: Reporter
+) -> None:
     """Build the box image with live progress, the whole log kept in a file that a failure names."""
     builder = "BuildKit" if context.buildkit else "the classic builder"
     log = paths.build_log(spec.engine_name)
     reporter.step(f"Building image {tag} with {builder} (log: {log})")
-    labels = {LABEL_BOX: spec.engine_name, LABEL_PROJECT: str(spec.project), LABEL_SPEC: context.spec_hash}
     try:
         with reporter.build_progress() as show, progress.logged(log, show) as on_event:
             engine.build(context, tag, labels, spec.build_network, on_event)
@@ -271,8 +291,7 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
     context = render(spec, plan, facts, locked, buildkit=engine.builder() == "buildkit")
 
     tag = image_tag(spec, context)
-    if engine.image(tag) is None:
-        build_image(engine, spec, context, tag, reporter, lambda: render(spec, plan, facts, locked))
+    image_source = _obtain_image(engine, spec, context, tag, reporter, lambda: render(spec, plan, facts, locked))
 
     public_key = ssh.public_key(key)
     # A recreated box keeps its ports, so IDE settings and bookmarks stay valid (unless asked to move).
@@ -312,27 +331,31 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
                 engine.untag(existing.image)  # old images would otherwise pile up with every change
         action = "recreated" if existing is not None else "created"
         previous = previous_ports(spec, site, kept)
-        container = _create(engine, site, spec, tag, public_key, port, jupyter_port, previous, reporter)
+        container = _create(engine, site, spec, tag, public_key, port, jupyter_port, previous, reporter, image_source)
 
     try:
         port = container.ports.get(SSH_PORT) or port
         endpoint = ssh.Endpoint(
             spec.alias, site.connect_host(spec.ssh_bind), port, spec.user.name, key, site.jump, forwards
         )
-        ssh.pin_host_key(spec.alias, _host_key(engine, container))
-        _hand_over(engine, container, spec, secrets, reporter)
+        # A kept box (same container settings, same host-key volume) is reached with the key pinned before:
+        # ssh checks it itself, so it is read out of band only for a new box or one that shows another key.
+        trusted = action in ("running", "started") and ssh.pinned_host_key(spec.alias) is not None
+        if not trusted:
+            ssh.pin_host_key(spec.alias, _host_key(engine, container))
         ssh.write_host(endpoint)
-        # The framework check goes through the engine, not SSH: run it while SSH comes up.
+        # The hand-over and the framework check go through the engine, not SSH: run them while SSH comes up.
         reporter.step(f"Waiting for SSH on {endpoint.host}:{port} and checking frameworks inside the box")
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            handing = pool.submit(_hand_over, engine, container, spec, secrets, reporter)
             checking = pool.submit(verify, engine, container, spec, plan.frameworks)
             try:
-                # The probe's login also reads the notes the box wrote on choices its OpenSSH forced.
-                notes = ssh.probe(spec.alias, READY_TIMEOUT, f"cat {SSHD_NOTES} 2>/dev/null; true").splitlines()
+                notes = _reach(engine, container, spec.alias, trusted, shared=action == "running")
             except DeepboxError as exc:
                 checking.cancel()
                 exc.detail = _log_tail(engine, container)
                 raise
+            handing.result()
             python_version, checks = checking.result()
         for note in notes:
             reporter.step(f"Note: {note}")
@@ -356,6 +379,97 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
     result.lock = locked.key
     result.cuda = locked.cuda
     return result
+
+
+def _obtain_image(
+    engine: Engine,
+    spec: Spec,
+    context: BuildContext,
+    tag: str,
+    reporter: Reporter,
+    classic: Callable[[], BuildContext],
+) -> str:
+    """The box image: already on the engine, pulled from the registry (someone pushed the same settings and
+    lock), or built (`classic`: the context for the classic builder). Returns how it came: "built" or
+    "pulled"."""
+    if engine.image(tag) is not None:
+        return state.image_source(tag)
+    if spec.registry:
+        remote = registry_ref(spec.registry, spec.name, context.spec_hash)
+        reporter.step(f"Pulling {remote} instead of building")
+        try:
+            found = engine.pull_if_present(remote, reporter.build_line)
+        except RegistryUnreachable as exc:
+            why = exc.message.rstrip(".")
+            reporter.step(f"Note: registry {spec.registry} cannot be reached ({why}); building here")
+            found = False
+        else:
+            if not found:
+                reporter.step(f"Note: {remote} is not in the registry yet; building here (`deepbox push` shares it)")
+        if found:
+            engine.tag(remote, tag)
+            pulled = engine.image(tag)
+            engine.untag(remote)  # the box's own name holds the image, as it does a built one
+            digest = next((d for d in (pulled.digests if pulled else ()) if d.startswith(remote.rsplit(":", 1)[0])), "")
+            state.remember_image(tag, {"source": "pulled", "from": remote, "digest": digest})
+            return "pulled"
+    base = pinned_base(spec.base, engine.image(spec.base))
+    labels = {
+        LABEL_BOX: spec.engine_name,
+        LABEL_PROJECT: str(spec.project),
+        LABEL_SPEC: context.spec_hash,
+        LABEL_BASE: base,
+    }
+    build_image(engine, spec, context, tag, labels, reporter, classic)
+    state.remember_image(tag, {"source": "built", "base": base})
+    return "built"
+
+
+def push(spec: Spec, site: Site, reporter: Reporter) -> dict[str, str]:
+    """`deepbox push`: the box image for the current settings and lock, to the registry under the name
+    `up` on any machine with the same settings and lock looks for."""
+    source = spec.source or "deepbox.toml"
+    if not spec.registry:
+        raise DeepboxError(
+            f"No registry is set for box '{spec.name}': add registry = \"host[:port]/namespace\" to {source}, "
+            'for example registry = "registry.example.com:5000/ml-team".'
+        )
+    _check_settings(spec)
+    engine = site.engine()
+    facts, locked = _prepare(spec, site, reporter)
+    context = render(spec, plan_for(spec, facts, cuda_major=locked.cuda_major), facts, locked)
+    tag = image_tag(spec, context)
+    if engine.image(tag) is None:
+        raise DeepboxError(
+            f"There is no image {tag} of box '{spec.name}' for its current settings and lock on this engine; "
+            "run `deepbox up` to build it, then `deepbox push`."
+        )
+    remote = registry_ref(spec.registry, spec.name, context.spec_hash)
+    reporter.step(f"Pushing {tag} to {remote}")
+    engine.tag(tag, remote)
+    try:
+        digest = engine.push(remote, reporter.build_line)
+    except RegistryUnreachable as exc:
+        raise DeepboxError(
+            f'{exc.message} Check registry = "{spec.registry}" in {source} and that the registry runs '
+            "(`docker login HOST` first when it asks for credentials)."
+        ) from None
+    finally:
+        engine.untag(remote)  # the pushed name is the registry's; locally the box's own name is enough
+    return {"image": tag, "pushed": remote, "digest": digest, "base": state.image_record(tag).get("base", "")}
+
+
+def _reach(engine: Engine, container: Container, alias: str, trusted: bool, *, shared: bool) -> list[str]:
+    """Wait for an authenticated ssh login to the box; its login also reads the notes the box wrote on
+    choices its OpenSSH forced. trusted: try the pinned host key first (see ssh.probe); shared: a box
+    that was running already may be reached through the alias's ControlMaster, when it has one."""
+    command = f"cat {SSHD_NOTES} 2>/dev/null; true"
+    if trusted:
+        output = ssh.probe(alias, READY_TIMEOUT, command, trusting_pin=True, shared=shared)
+        if output is not None:
+            return output.splitlines()
+        ssh.pin_host_key(alias, _host_key(engine, container))
+    return (ssh.probe(alias, READY_TIMEOUT, command) or "").splitlines()
 
 
 def _hand_over(engine: Engine, container: Container, spec: Spec, secrets: dict[str, str], reporter: Reporter) -> None:
@@ -449,6 +563,7 @@ def _create(
     jupyter_port: int | None,
     previous: dict[int, int],
     reporter: Reporter,
+    image_source: str = "built",
 ) -> Container:
     """previous: box port -> host port of the box this one replaces, kept where they are still free."""
     home_volume, key_volume = volume_names(spec.engine_name)
@@ -469,7 +584,8 @@ def _create(
     run_hash = _run_hash(spec, tag, public_key, site.forwards_ports)
     for attempt in range(3):
         chosen = port or site.free_port(spec.ssh_bind)
-        new = _new_container(site, spec, tag, labels, run_hash, public_key, chosen, jupyter_port, extra)
+        made_from = {**labels, LABEL_IMAGE_SOURCE: image_source}
+        new = _new_container(site, spec, tag, made_from, run_hash, public_key, chosen, jupyter_port, extra)
         try:
             container = engine.create(new)
         except BaseException:
@@ -644,6 +760,7 @@ def _result(
         alias=spec.alias,
         action=action,
         image=container.image,
+        image_source=container.labels.get(LABEL_IMAGE_SOURCE, ""),
         host=host,
         port=container.ports.get(SSH_PORT) or 0,
         user=spec.user.name,
@@ -752,6 +869,7 @@ def status(site: Site, name: str | None = None) -> list[BoxStatus]:
                 box=container.labels[LABEL_BOX],
                 state=container.status,
                 image=container.image,
+                image_source=container.labels.get(LABEL_IMAGE_SOURCE, ""),
                 port=container.ports.get(SSH_PORT),
                 project=container.labels.get(LABEL_PROJECT, ""),
                 alias=container.labels.get(LABEL_ALIAS, ""),

@@ -793,6 +793,26 @@ def snapshot(ctx: click.Context, tag: str, name: str | None) -> None:
 
 
 @cli.command()
+@json_option("Print what was pushed as JSON on stdout.")
+@project_option
+@click.pass_context
+def push(ctx: click.Context, as_json: bool) -> None:
+    """Push the box image to the registry, for the team.
+
+    It goes to REGISTRY/NAME:HASH, HASH from the box's settings and lock: `deepbox up` on any machine with the
+    same settings and lock pulls it instead of building.
+    """
+    from deepbox import box
+
+    spec, site = _spec(ctx, bind=True)
+    pushed = box.push(spec, site, ConsoleReporter())
+    if as_json:
+        _emit_json(pushed)
+        return
+    click.echo(f"Pushed {pushed['image']} as {pushed['pushed']} ({pushed['digest']}).")
+
+
+@cli.command()
 @click.argument("name", required=False, shell_complete=_complete_boxes)
 @project_option
 @click.pass_context
@@ -1245,6 +1265,12 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def _disk_full(exc: OSError) -> bool:
+    from deepbox.fsutil import disk_full
+
+    return disk_full(exc)
+
+
 def _run(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
     own = args[: args.index("--")] if "--" in args else args  # after `--` they belong to another program
@@ -1267,6 +1293,18 @@ def _run(argv: list[str] | None) -> int:
         if debug:
             raise
         console = _console()
+        if isinstance(exc, OSError) and _disk_full(exc):
+            where = f"The disk that holds {exc.filename}" if exc.filename else "A disk deepbox writes to"
+            sentence = (
+                f"{where} is full; free some space there and run the command again "
+                "(the file deepbox was writing is unchanged)."
+            )
+            console.print(
+                f"[red]Error:[/] {_escape(sentence)}",
+                soft_wrap=True,
+                markup=True,
+            )
+            return 1
         if isinstance(exc, DeepboxError):
             # The detail (a log's tail) first, so the sentence with the fix is the last thing on screen.
             if exc.detail:

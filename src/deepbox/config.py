@@ -53,6 +53,9 @@ _PATTERNS = {
     "cuda": f"^auto$|{_CUDA.pattern}",
     "host": "^$|^(ssh|unix|tcp)://",
     "workspace": "^/.",
+    # host[:port]/namespace: a registry host (a dot, a port or "localhost" tells it from a Docker Hub user)
+    "registry": r"^$|^([a-z0-9-]+(\.[a-z0-9-]+)*:[0-9]+|[a-z0-9-]+(\.[a-z0-9-]+)+|localhost)"
+    r"(/[a-z0-9]+([._-][a-z0-9]+)*)+$",
 }
 
 
@@ -268,6 +271,12 @@ class _BoxSettings(_Section):
     remote_path: str = Field(
         default="~/deepbox/{box}", description="The project's folder on the server (`deepbox sync` fills it)."
     )
+    registry: str = Field(
+        default="",
+        description='A registry to share box images through, "host[:port]/namespace": `deepbox push` puts the '
+        "box image there, and `up` on a machine with the same settings and lock pulls it instead of building.",
+        **_pattern("registry"),
+    )
     dotfiles: str = Field(
         default="",
         description="Your dotfiles repository (a git URL or a local path), installed in the box's home on first "
@@ -293,6 +302,15 @@ class _BoxSettings(_Section):
     def _valid_host(cls, value: str) -> str:
         if value and not value.startswith(("ssh://", "unix://", "tcp://")):
             raise ValueError('must be "ssh://user@server", a "unix://" socket or a "tcp://" address')
+        return value
+
+    @field_validator("registry")
+    @classmethod
+    def _valid_registry(cls, value: str) -> str:
+        if value and not re.match(_PATTERNS["registry"], value):
+            raise ValueError(
+                'must be "host[:port]/namespace" in lower case, such as "registry.example.com:5000/ml-team"'
+            )
         return value
 
     @field_validator("name")
@@ -495,6 +513,7 @@ class Spec:
     user_configured: bool = False  # [user] was set, so no engine may choose another box user
     user_namespace: str = ""  # "keep-id" on rootless Podman: the host user keeps its UID in the box
     sudo: bool = False  # [user] sudo: passwordless sudo for the box user
+    registry: str = ""  # "host[:port]/namespace" that `push` and `up` share box images through
     dotfiles: str = ""  # the dotfiles repository as written: a git URL or a path on this machine
     # [secrets]: where the values come from (read at `up`, never kept here): a file, and NAME -> variable.
     secrets_file: Path | None = None
@@ -1005,6 +1024,7 @@ def resolve(
         server_home=server.home if server else "",
         sudo=config.user.sudo,
         dotfiles=config.dotfiles,
+        registry=config.registry,
         secrets_file=_host_path(config.secrets.env_file, project) if config.secrets.env_file else None,
         secrets_from_env=tuple(
             sorted((name, source.env) for name, source in (config.secrets.model_extra or {}).items())

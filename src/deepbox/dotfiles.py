@@ -17,7 +17,6 @@ import shlex
 import shutil
 import subprocess
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 from deepbox.config import Spec
 from deepbox.engine import Container, Engine
 from deepbox.errors import ConfigError, DeepboxError
+from deepbox.fsutil import temporary_folder
 
 if TYPE_CHECKING:
     from deepbox.box import Reporter
@@ -184,8 +184,8 @@ def install(spec: Spec, engine: Engine, container: Container, reporter: Reporter
             "move it away in the box, then run `deepbox up --dotfiles`."
         )
     reporter.step(f"Installing the dotfiles from {spec.dotfiles} into ~/{TARGET} in the box")
-    with tempfile.TemporaryDirectory(prefix="deepbox-dotfiles-") as temporary:
-        clone = fetch(spec, Path(temporary))
+    with temporary_folder("deepbox-dotfiles-") as temporary:
+        clone = fetch(spec, temporary)
         steps = plan(clone)
         content = archive(clone)
     user = spec.user

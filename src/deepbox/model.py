@@ -102,6 +102,7 @@ class UpResult:
     ide_host: str = ""  # what an IDE's own SSH client connects to: the alias for a box behind a jump
     jump: str = ""  # the ProxyJump ([user@]server[:port]) for a box on a server's engine
     ports: list[ReachedPort] = field(default_factory=list)
+    image_source: str = ""  # built | pulled (from the registry); "" for a box made before deepbox said
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +148,7 @@ class BoxStatus:
     engine: str = ""  # which engine answered, and how it was reached
     ports: list[ReachedPort] = field(default_factory=list)
     drift: Drift | None = None  # `status NAME` of a running box only: its packages against deepbox.lock
+    image_source: str = ""  # built | pulled (from the registry); "" for a box made before deepbox said
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -40,6 +40,11 @@ def remote_hosts() -> Path:
     return data_dir() / "hosts.json"
 
 
+def image_records() -> Path:
+    """How each box image came to the engine, built or pulled (see state.image_record)."""
+    return data_dir() / "images.json"
+
+
 def framework_checks(container_id: str) -> Path:
     """The last passing framework check of one container (see box.verify)."""
     return data_dir() / "checks" / f"{container_id}.json"

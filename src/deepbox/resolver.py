@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from deepbox.catalog.model import TIERS, distribution, normalize
 from deepbox.errors import DeepboxError
+from deepbox.fsutil import temporary_folder
 
 PYPI = "https://pypi.org/simple"
 PIP_TIERS = ("pip", "requirements")  # the project's own packages, after the catalog's tiers
@@ -185,8 +185,7 @@ def _pyproject(job: Job) -> str:
 def resolve_uv(job: Job) -> Resolution:
     """Resolve with uv: once annotated (who needs what, for the tiers), once as pylock.toml (the file
     and hash of every package for the target platform), the second held to the first's pins."""
-    with tempfile.TemporaryDirectory(prefix="deepbox-lock-") as folder:
-        work = Path(folder)
+    with temporary_folder("deepbox-lock-") as work:
         (work / "pyproject.toml").write_text(_pyproject(job))
         if job.ca_certificates:  # one bundle for uv, gone with the folder
             (work / _CA_BUNDLE).write_bytes(b"\n".join(Path(cert).read_bytes() for cert in job.ca_certificates))

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from deepbox import hostos, paths
 from deepbox.errors import DeepboxError
-from deepbox.fsutil import atomic_write
+from deepbox.fsutil import atomic_write, shared_files_lock
 
 INCLUDE_MARKER = "# Added by deepbox: its boxes' Host entries (see `deepbox --help`)."
 BLOCK_START = "# deepbox box: {alias}"
 BLOCK_END = "# end deepbox box: {alias}"
+CONTROL_DIR_MAX = 104 - 1 - 40 - 17 - 1  # sun_path, '/', %C, ssh's temp suffix, NUL
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,11 @@ def pin_host_key(alias: str, host_public_key: str) -> None:
         raise DeepboxError(f"The box {alias} reported a malformed host key; run `deepbox rm` and `deepbox up`.")
     entry = f"{alias} {fields[0]} {fields[1]}"
     known = paths.known_hosts()
-    lines = known.read_text().splitlines() if known.exists() else []
-    kept = [line for line in lines if line.split(" ", 1)[0] != alias]
-    if [*kept, entry] != lines:
-        atomic_write(known, "\n".join([*kept, entry]) + "\n", 0o644)
+    with shared_files_lock():
+        lines = known.read_text().splitlines() if known.exists() else []
+        kept = [line for line in lines if line.split(" ", 1)[0] != alias]
+        if [*kept, entry] != lines:
+            atomic_write(known, "\n".join([*kept, entry]) + "\n", 0o644)
 
 
 def pinned_host_key(alias: str) -> str | None:
@@ -130,7 +132,9 @@ def fingerprint(host_public_key: str) -> str:
 
 def forget_host(alias: str) -> None:
     known = paths.known_hosts()
-    if known.exists():
+    with shared_files_lock():
+        if not known.exists():
+            return
         lines = known.read_text().splitlines()
         kept = [line for line in lines if line.split(" ", 1)[0] != alias]
         if kept != lines:
@@ -145,7 +149,11 @@ def control_dir() -> Path:
     digest = hashlib.sha256(str(paths.data_dir()).encode()).hexdigest()[:8]
     ids = hostos.user_ids()
     owner = ids[0] if ids else hostos.account_name() or "user"  # one folder per user of a shared /tmp
-    return Path(tempfile.gettempdir()) / f"deepbox-{owner}-{digest}"
+    name = f"deepbox-{owner}-{digest}"
+    folder = Path(tempfile.gettempdir()) / name
+    # ssh binds PATH/%C (40 characters) plus a 17-character suffix: within macOS's 104-byte limit only
+    # under a short folder, which a long TMPDIR (macOS's own /var/folders/..., a test's) is not.
+    return folder if len(str(folder)) <= CONTROL_DIR_MAX else Path("/tmp") / name  # noqa: S108 (per user, 0700)
 
 
 def _quote(path: Path | str) -> str:
@@ -216,16 +224,18 @@ def forwards(alias: str) -> dict[int, int]:
 
 
 def write_host(endpoint: Endpoint) -> None:
-    blocks = _blocks(_read(paths.owned_ssh_config()))
-    blocks[endpoint.alias] = host_block(endpoint)
-    _write_owned(blocks)
-    ensure_include()
+    with shared_files_lock():
+        blocks = _blocks(_read(paths.owned_ssh_config()))
+        blocks[endpoint.alias] = host_block(endpoint)
+        _write_owned(blocks)
+        ensure_include()
 
 
 def remove_host(alias: str) -> None:
-    blocks = _blocks(_read(paths.owned_ssh_config()))
-    if blocks.pop(alias, None) is not None:
-        _write_owned(blocks)
+    with shared_files_lock():
+        blocks = _blocks(_read(paths.owned_ssh_config()))
+        if blocks.pop(alias, None) is not None:
+            _write_owned(blocks)
 
 
 def _write_owned(blocks: dict[str, str]) -> None:
@@ -246,7 +256,8 @@ def add_include(text: str, line: str) -> str:
     """The user's config with our Include as the first directive; every other byte kept."""
     if line in text.splitlines():
         return text
-    return f"{INCLUDE_MARKER}\n{line}\n\n{text}"
+    newline = "\r\n" if "\r\n" in text else "\n"  # a CRLF file stays all CRLF
+    return f"{INCLUDE_MARKER}{newline}{line}{newline}{newline}{text}"
 
 
 def ensure_include() -> None:
@@ -281,9 +292,16 @@ def ssh_base_args() -> list[str]:
     return ["ssh"]
 
 
-def probe(alias: str, timeout: float, command: str = "true") -> str:
+HOST_KEY_REFUSED = "Host key verification failed."
+
+
+def probe(
+    alias: str, timeout: float, command: str = "true", *, trusting_pin: bool = False, shared: bool = False
+) -> str | None:
     """Wait until an authenticated `ssh <alias> COMMAND` succeeds (a TCP connect is not enough); returns
-    what it printed."""
+    what it printed. trusting_pin: the host key pinned earlier is tried as it is, and a box that shows
+    another key gives None at once (read and pin its key, then probe again). shared: a ControlMaster
+    the alias already has carries the check (no new handshake); without one, a fresh connection."""
     deadline = time.monotonic() + timeout
     last = ""
     args = [
@@ -294,8 +312,7 @@ def probe(alias: str, timeout: float, command: str = "true") -> str:
         "ConnectTimeout=5",
         "-o",
         "ControlMaster=no",
-        "-o",
-        "ControlPath=none",
+        *(() if shared else ("-o", "ControlPath=none")),
         "-o",
         "ClearAllForwardings=yes",  # the alias's forwards belong to the user's sessions, not to this check
         alias,
@@ -306,6 +323,8 @@ def probe(alias: str, timeout: float, command: str = "true") -> str:
         result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=30)
         if result.returncode == 0:
             return result.stdout
+        if trusting_pin and HOST_KEY_REFUSED in result.stderr:
+            return None
         last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"
         attempts += 1
         # sshd listens within a fraction of a second of the start: ask often at first, then gently.

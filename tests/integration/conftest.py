@@ -7,11 +7,14 @@ at a temporary folder, so the tester's own ~/.ssh and deepbox data are never tou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,22 +58,124 @@ def docker_client():
         if os.environ.get("DEEPBOX_REQUIRE_DOCKER"):
             pytest.fail(reason)
         pytest.skip(reason)
+    ledger = Ledger(client)
     yield client
     _reap(client)
+    leftovers = ledger.close()
+    if leftovers:
+        pytest.fail(f"the test run left these on the engine (now removed): {', '.join(leftovers)}", pytrace=False)
+
+
+def _ours(attributes: dict[str, str]) -> bool:
+    """Whether a container's create event (its name, image and labels) belongs to this test run."""
+    return (
+        attributes.get("name", "").startswith(PREFIX)
+        or attributes.get("deepbox.box", "").startswith(PREFIX)
+        or attributes.get("deepbox.test") == PREFIX
+        or attributes.get("image", "").startswith((f"deepbox/{PREFIX}", f"{PREFIX}-"))
+    )
+
+
+class Ledger:
+    """What this test run made on a shared engine, told apart from others' objects by the engine's event
+    stream: the containers whose name, image or labels carry this run's prefix, and every volume they
+    mounted (anonymous ones included), recorded while the containers still exist."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.before = {volume["Name"] for volume in client.api.volumes().get("Volumes") or []}
+        self.containers: set[str] = set()
+        self.volumes: set[str] = set()
+        self.stream = client.events(decode=True, since=int(time.time()) - 1, filters={"type": ["container", "volume"]})
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        try:
+            for event in self.stream:
+                actor = event.get("Actor", {})
+                attributes = actor.get("Attributes", {})
+                if event.get("Type") == "container" and event.get("Action") == "create" and _ours(attributes):
+                    self.containers.add(actor.get("ID", ""))
+                elif event.get("Action") == "mount" and attributes.get("container") in self.containers:
+                    self.volumes.add(actor.get("ID", ""))
+        except Exception:  # the stream ends when close() shuts it
+            return
+
+    def stop(self) -> None:
+        time.sleep(1)  # the last events reach the stream
+        self.stream.close()
+        self.reader.join(timeout=10)
+
+    def volumes_left(self) -> list[str]:
+        """The volumes this run's containers mounted that still exist and were not there before."""
+        names = {volume["Name"] for volume in self.client.api.volumes().get("Volumes") or []}
+        return sorted(names & (self.volumes - self.before))
+
+    def close(self) -> list[str]:
+        """Remove and name what is left of this run's containers, volumes, images and networks."""
+        self.stop()
+        # The low-level API: one listing each, so another user's object vanishing meanwhile raises nothing.
+        api = self.client.api
+        left = []
+        for container in api.containers(all=True):
+            name = container["Names"][0].lstrip("/") if container.get("Names") else container["Id"][:12]
+            if container["Id"] in self.containers or _ours({"name": name, **(container.get("Labels") or {})}):
+                left.append(f"container {name}")
+                _gone_or(api.remove_container, container["Id"], force=True, v=True)
+        for volume in api.volumes().get("Volumes") or []:
+            labels = volume.get("Labels") or {}
+            mine = volume["Name"] in self.volumes and volume["Name"] not in self.before
+            if mine or labels.get("deepbox.box", "").startswith(PREFIX) or volume["Name"].startswith(PREFIX):
+                left.append(f"volume {volume['Name']}")
+                _gone_or(api.remove_volume, volume["Name"], force=True)
+        for image in api.images():
+            for tag in image.get("RepoTags") or []:
+                if tag.startswith((f"deepbox/{PREFIX}", f"{PREFIX}-")):
+                    left.append(f"image {tag}")
+                    _gone_or(api.remove_image, tag, force=True)
+        for network in api.networks():
+            if network["Name"].startswith(PREFIX):
+                left.append(f"network {network['Name']}")
+                _gone_or(api.remove_network, network["Id"])
+        return left
+
+
+def _gone_or(remove, *args, **options) -> None:
+    """Remove, unless someone already did."""
+    import docker
+
+    with contextlib.suppress(docker.errors.NotFound):
+        remove(*args, **options)
+
+
+def run_container(client, image: str, command: list[str] | str, **options) -> bytes:
+    """`docker run --rm`, with the anonymous volumes of the image's VOLUMEs removed too (the SDK's
+    remove=True leaves them)."""
+    container = client.containers.run(image, command, detach=True, **options)
+    try:
+        code = container.wait()["StatusCode"]
+        output = container.logs(stdout=True, stderr=False)
+        assert code == 0, container.logs(stdout=False, stderr=True).decode(errors="replace")
+        return output
+    finally:
+        container.remove(force=True, v=True)
 
 
 def _reap(client) -> None:
     """Remove every container, volume and image this test run created (by name prefix and label)."""
-    for container in client.containers.list(all=True, filters={"label": "deepbox.box"}):
-        if container.labels["deepbox.box"].startswith(PREFIX):
-            container.remove(force=True)
-    for volume in client.volumes.list(filters={"label": "deepbox.box"}):
-        if volume.attrs["Labels"]["deepbox.box"].startswith(PREFIX):
-            volume.remove(force=True)
-    for image in client.images.list():
-        if any(tag.startswith((f"deepbox/{PREFIX}", f"{PREFIX}-")) for tag in image.tags):
-            for tag in image.tags:
-                client.images.remove(tag, force=True)
+    api = client.api
+    for container in api.containers(all=True, filters={"label": "deepbox.box"}):
+        if container["Labels"]["deepbox.box"].startswith(PREFIX):
+            _gone_or(api.remove_container, container["Id"], force=True, v=True)
+    for volume in api.volumes(filters={"label": "deepbox.box"}).get("Volumes") or []:
+        if volume["Labels"]["deepbox.box"].startswith(PREFIX):
+            _gone_or(api.remove_volume, volume["Name"], force=True)
+    for image in api.images():
+        tags = image.get("RepoTags") or []
+        if any(tag.startswith((f"deepbox/{PREFIX}", f"{PREFIX}-")) for tag in tags):
+            for tag in tags:
+                _gone_or(api.remove_image, tag, force=True)
 
 
 @pytest.fixture(scope="session")
@@ -169,7 +274,7 @@ def make_project(tmp_path, home, docker_client):
 
 def remove_box(client, name: str) -> None:
     for container in client.containers.list(all=True, filters={"label": f"deepbox.box={name}"}):
-        container.remove(force=True)
+        container.remove(force=True, v=True)
     for volume in client.volumes.list(filters={"label": f"deepbox.box={name}"}):
         volume.remove(force=True)
 

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PREFIX, Project, deepbox_command, run_deepbox, ssh_audit
+from conftest import PREFIX, Project, deepbox_command, run_container, run_deepbox, ssh_audit
 
 OWNER = (4242, 4243)  # the project's owner; as root, deepbox mirrors it in the box user
 
@@ -346,11 +346,12 @@ def test_snapshot_has_no_keys_and_serves_as_a_base(make_project, docker_client):
     result = project.deepbox("snapshot", tag)
     assert result.code == 0, result.err
 
-    found = docker_client.containers.run(
+    found = run_container(
+        docker_client,
         tag,
         ["-c", "find / -xdev -type f \\( -name 'ssh_host_*' -o -name authorized_keys -o -name 'id_ed25519*' \\);"
          "find /run/deepbox /etc/ssh/deepbox -type f 2>/dev/null; test -d /opt/venv/marker && echo marker"],
-        entrypoint="sh", remove=True,
+        entrypoint="sh",
     ).decode()  # fmt: skip
     assert found.strip() == "marker"
 

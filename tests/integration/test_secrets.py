@@ -1,6 +1,7 @@
 """[secrets] on a real box: the values reach ssh commands, interactive and login shells and JupyterLab,
 and appear in no `docker inspect`, image history, image or container layer, snapshot or box log;
-the JupyterLab token likewise, while its URL keeps working."""
+the JupyterLab token and the box's private SSH key likewise (nor in the build log or a file in the
+project folder), while the token's URL keeps working; the public key is in no layer or snapshot."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -38,11 +40,12 @@ def secret_box(tmp_path_factory, home, docker_client):
     project.environ = {"DEEPBOX_TEST_WANDB": WANDB_KEY}
     result = project.deepbox("up", "--json", env=project.environ)
     assert result.code == 0, result.err
-    project.up_output = result.out + result.err
+    project.up_output = result.out + result.err  # with the image's build log, built for this box
     project.up = json.loads(result.out)
     url = urlparse(project.up["jupyter_url"])
     project.token = parse_qs(url.query)["token"][0]
     project.api = f"{url.scheme}://{url.netloc}/api/status?token={project.token}"
+    project.private_key, project.public_key = _key_needles(project)
     yield project
     remove_box(docker_client, project.name)
 
@@ -67,17 +70,48 @@ def _shell(project: Project, stdin: str) -> str:
     return done.stdout + done.stderr
 
 
-def _leaks(chunks: Iterable[bytes], needles: Iterable[str]) -> list[str]:
-    """Which needles occur in a byte stream (an exported layer or a saved image), read in chunks."""
-    wanted = [needle.encode() for needle in needles]
-    overlap = max(len(needle) for needle in wanted)
-    found: set[bytes] = set()
+def _key_needles(project: Project) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """What would give the box's client key away: the private key as its file has it (each base64 line
+    but the first, which every ed25519 key shares) and raw; the public key's base64."""
+    from cryptography.hazmat.primitives.serialization import load_ssh_private_key
+
+    resolved = subprocess.run(
+        ["ssh", "-G", "-F", str(project.home / ".ssh/config"), project.alias],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    identity = Path(next(line.split(" ", 1)[1] for line in resolved.splitlines() if line.startswith("identityfile ")))
+    assert identity.is_relative_to(project.home / ".local/share/deepbox/keys")  # the key deepbox made for the box
+    text = identity.read_bytes()
+    body = [line for line in text.splitlines() if line and not line.startswith(b"-----")]
+    private = {f"the private key (line {n})": line for n, line in enumerate(body[1:], 2) if len(line) >= 40}
+    private["the private key (raw)"] = load_ssh_private_key(text, None).private_bytes_raw()
+    public = Path(f"{identity}.pub").read_text().split()[1].encode()
+    return private, {"the public key": public}
+
+
+def _needles(box: Project, *, public: bool = True) -> dict[str, bytes]:
+    """Every secret, the Jupyter token, the private key and (unless allowed there) the public key."""
+    values = {name: value.encode() for name, value in zip(("HF_TOKEN", "TRICKY", "WANDB_API_KEY"), VALUES, strict=True)}
+    return {
+        **values,
+        "the Jupyter token": box.token.encode(),
+        **box.private_key,
+        **(box.public_key if public else {}),
+    }
+
+
+def _leaks(chunks: Iterable[bytes], needles: dict[str, bytes]) -> list[str]:
+    """Which needles (by name) occur in a byte stream (an exported layer or a saved image), read in chunks."""
+    overlap = max(len(needle) for needle in needles.values())
+    found: set[str] = set()
     tail = b""
     for chunk in chunks:
         window = tail + chunk
-        found.update(needle for needle in wanted if needle in window)
+        found.update(name for name, needle in needles.items() if needle in window)
         tail = window[-overlap:]
-    return sorted(needle.decode() for needle in found)
+    return sorted(found)
 
 
 def test_secrets_reach_ssh_commands(secret_box):
@@ -124,30 +158,47 @@ def test_no_value_in_inspect_history_logs_or_output(secret_box, docker_client):
         "image inspect": json.dumps(image.attrs),
         "image history": history,
         "box log": container.logs().decode(errors="replace"),
-        "up --json": secret_box.up_output,
+        "up --json": secret_box.up_output,  # and the build log
         "status --json": status.out + status.err,
     }
     for what, text in texts.items():
-        for value in VALUES:
-            assert value not in text, f"a secret is in the {what}"
-        assert secret_box.token not in text or what == "up --json", f"the Jupyter token is in the {what}"
+        needles = _needles(secret_box, public=what != "container inspect")  # authorized_keys comes from there
+        if what == "up --json":
+            del needles["the Jupyter token"]  # its URL is the output
+        assert _leaks([text.encode()], needles) == [], f"the {what}"
+    assert secret_box.public_key["the public key"].decode() in texts["container inspect"]  # the needle works
     assert _jupyter_answers(secret_box.api)
 
 
 def test_no_value_in_the_container_layer(secret_box, docker_client):
     container = docker_client.containers.get(secret_box.alias)
-    assert _leaks(container.export(), [*VALUES, secret_box.token]) == []
+    assert _leaks(container.export(), _needles(secret_box)) == []
 
 
-def test_a_snapshot_holds_no_secret(secret_box, docker_client):
+def test_the_image_and_a_snapshot_hold_no_secret_nor_key(secret_box, docker_client):
     tag = f"{PREFIX}-secsnap:1"
     result = secret_box.deepbox("snapshot", tag)
     assert result.code == 0, result.err
     image = docker_client.images.get(tag)
     history = subprocess.run(["docker", "history", "--no-trunc", tag], capture_output=True, text=True, check=True)
-    needles = [*VALUES, secret_box.token]
+    needles = _needles(secret_box)
     assert _leaks([json.dumps(image.attrs).encode(), history.stdout.encode()], needles) == []
-    assert _leaks(image.save(named=True), needles) == []
+    # Every layer of the box's image and of the snapshot, in one archive (shared layers once).
+    box_image = docker_client.containers.get(secret_box.alias).attrs["Config"]["Image"]
+    with subprocess.Popen(["docker", "save", box_image, tag], stdout=subprocess.PIPE) as save:
+        assert save.stdout is not None
+        found = _leaks(iter(lambda: save.stdout.read(1 << 20), b""), needles)
+    assert save.returncode == 0
+    assert found == []
+
+
+def test_no_secret_nor_key_in_the_project_folder(secret_box):
+    files = [path for path in secret_box.path.rglob("*") if path.is_file() and not path.is_symlink()]
+    assert secret_box.path / "deepbox.toml" in files
+    leaks = {
+        str(path.relative_to(secret_box.path)): _leaks([path.read_bytes()], _needles(secret_box)) for path in files
+    }
+    assert {name: found for name, found in leaks.items() if found} == {}
 
 
 def test_a_changed_secret_arrives_with_up_without_recreating(secret_box):

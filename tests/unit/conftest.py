@@ -54,3 +54,15 @@ def make_project(tmp_path: Path) -> Callable[..., Path]:
         return project
 
     return make
+
+
+# Property tests (hypothesis): a bounded sample by default, 1,000 cases with HYPOTHESIS_PROFILE=full.
+try:
+    from hypothesis import HealthCheck, settings
+
+    _PROPERTY_CHECKS = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=_PROPERTY_CHECKS)
+    settings.register_profile("full", max_examples=1000, deadline=None, suppress_health_check=_PROPERTY_CHECKS)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # the property tests skip without hypothesis
+    pass

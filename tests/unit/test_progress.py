@@ -162,7 +162,7 @@ def test_an_engine_refusing_buildkit_gets_the_same_image_from_the_classic_builde
     cached = render(spec, buildkit=True)
     tag = box.image_tag(spec, cached)
 
-    box.build_image(engine, spec, cached, tag, reporter, lambda: render(spec))  # type: ignore[arg-type]
+    box.build_image(engine, spec, cached, tag, {}, reporter, lambda: render(spec))  # type: ignore[arg-type]
 
     assert engine.built == [(False, tag)]
     log = build_log(spec.engine_name)

@@ -107,6 +107,13 @@ def test_a_broken_config_is_invalid(validator):
         "[box.cpu.box.inner]",
         'name = "exp"\n[box.mine]\nname = "scratch"',
         '[box.mine]\nname = "Bad_Name"',
+        'registry = "127.0.0.1:5000/team"',
+        'registry = "registry.example.com/ml-team/boxes"',
+        'registry = "localhost/team"',
+        'registry = "team"',
+        'registry = "registry.example.com"',
+        'registry = "https://registry.example.com/team"',
+        'registry = "Registry.example.com/Team"',
     ],
 )
 def test_the_schema_and_the_loader_agree(validator, make_project, toml):

@@ -26,6 +26,7 @@ from deepbox.engine.base import (
     Image,
     NewContainer,
     PortInUseError,
+    RegistryUnreachable,
 )
 from deepbox.errors import DeepboxError
 
@@ -47,6 +48,7 @@ __all__ = [
     "Location",
     "NewContainer",
     "PortInUseError",
+    "RegistryUnreachable",
     "connect",
     "locate",
 ]

@@ -53,6 +53,7 @@ class Image:
     env: tuple[str, ...] = ()  # its configured environment ("PATH=...")
     tags: tuple[str, ...] = ()
     size: int = 0  # bytes
+    digests: tuple[str, ...] = ()  # "name@sha256:...": the registry digests it was pulled or pushed as
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,10 @@ class PortInUseError(DeepboxError):
     pass
 
 
+class RegistryUnreachable(DeepboxError):
+    """The registry did not answer (down, a wrong address, refused credentials): not the same as a tag it lacks."""
+
+
 class Engine(ABC):
     """One container engine. Methods raise DeepboxError with a sentence that says what to do."""
 
@@ -110,6 +115,19 @@ class Engine(ABC):
 
     @abstractmethod
     def pull(self, name: str) -> None: ...
+
+    @abstractmethod
+    def pull_if_present(self, name: str, on_line: Callable[[str], None]) -> bool:
+        """Pull `name` ("host/namespace/box:tag") with progress; False when the registry has no such tag.
+        A registry that does not answer raises RegistryUnreachable."""
+
+    @abstractmethod
+    def push(self, name: str, on_line: Callable[[str], None]) -> str:
+        """Push a local image to the registry its name starts with, with progress; returns its digest."""
+
+    @abstractmethod
+    def tag(self, source: str, target: str) -> None:
+        """Give an image another name ("name:version")."""
 
     @abstractmethod
     def build(

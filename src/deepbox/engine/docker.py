@@ -37,11 +37,14 @@ from deepbox.engine.base import (
     Image,
     NewContainer,
     PortInUseError,
+    RegistryUnreachable,
 )
 from deepbox.errors import DeepboxError
 from deepbox.gpu import GpuRequest, nvidia_runtime
 from deepbox.model import BuildContext, BuildEvent
 
+# Any version the SDK accepts, for the one request (GET /version) that learns the engine's own.
+_FIRST_API_VERSION = "1.24"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 BUILDERS = ("buildkit", "classic")
 _STAGE = re.compile(r"^\[stage-\d+\s+")  # "[stage-0 3/9]": the Dockerfile has one stage
@@ -235,7 +238,29 @@ def _split_tag(tag: str) -> tuple[str, str]:
 def _image(found: Any) -> Image:
     attrs = found.attrs
     env = tuple(attrs.get("Config", {}).get("Env") or ())
-    return Image(str(found.id), env, tuple(_short(tag) for tag in found.tags or ()), int(attrs.get("Size") or 0))
+    tags = tuple(_short(tag) for tag in found.tags or ())
+    digests = tuple(str(digest) for digest in attrs.get("RepoDigests") or ())
+    return Image(str(found.id), env, tags, int(attrs.get("Size") or 0), digests)
+
+
+_LAYER_DONE = ("Pushed", "Layer already exists", "Mounted from", "Pull complete", "Already exists")
+
+
+def transfer_line(chunk: dict[str, Any]) -> str | None:
+    """One line of a push's or pull's progress: a layer done ("3f4e5a6b7c8d: Pushed"), or the engine's own
+    news ("Digest: sha256:..."); the byte counts and passing states in between are left out."""
+    status = str(chunk.get("status") or "").strip()
+    if not status:
+        return None
+    layer = str(chunk.get("id") or "")
+    if not layer or "progressDetail" not in chunk:
+        return status if not layer else f"{layer}: {status}"
+    return f"{layer}: {status}" if status.startswith(_LAYER_DONE) else None
+
+
+def _absent(text: str) -> bool:
+    """Whether a registry's answer to a pull means "no such image there" (rather than "cannot reach it")."""
+    return any(sign in text for sign in ("manifest unknown", "not found", "name unknown")) and "dial tcp" not in text
 
 
 def _record(container: Any) -> Container:
@@ -269,8 +294,16 @@ class DockerEngine(Engine):
         self.where = where
         self._on_close = on_close
         try:
-            self.client = docker.DockerClient(base_url=url, tls=tls or False, timeout=120)
-            self.client.ping()
+            # One request reaches the engine and says its API version (the SDK's "auto" asks for it, and
+            # then a ping asked again); the answer is kept for info().
+            asking = docker.APIClient(base_url=url, tls=tls or False, timeout=120, version=_FIRST_API_VERSION)
+            try:
+                self._version = dict(asking.version(api_version=False))
+            finally:
+                asking.close()
+            self.client = docker.DockerClient(
+                base_url=url, tls=tls or False, timeout=120, version=str(self._version["ApiVersion"])
+            )
         except Exception as exc:  # requests' connection errors escape the SDK's own types
             self.close()
             raise unreachable(exc, where) from exc
@@ -287,7 +320,7 @@ class DockerEngine(Engine):
         if self._info is None:
             with self._translated("describe itself"):
                 info = dict(self.client.info())
-                version = dict(self.client.version())
+                version = self._version
             components = " ".join(str(c.get("Name", "")) for c in version.get("Components") or [])
             kind = "podman" if "podman" in components.lower() else "docker"
             security = " ".join(str(option) for option in info.get("SecurityOptions") or [])
@@ -351,6 +384,42 @@ class DockerEngine(Engine):
                 f"DEEPBOX_BUILDER={chosen} is not a builder deepbox knows; set it to buildkit or classic, or unset it."
             )
         return "classic" if self.kind == "podman" else "buildkit"
+
+    def pull_if_present(self, name: str, on_line: Callable[[str], None]) -> bool:
+        repository, version = _split_tag(name)
+        try:
+            for chunk in self.client.api.pull(repository, tag=version, stream=True, decode=True):
+                if "error" in chunk:
+                    raise docker.errors.APIError(str(chunk["error"]), explanation=str(chunk["error"]))
+                line = transfer_line(chunk)
+                if line is not None:
+                    on_line(line)
+        except docker.errors.APIError as exc:
+            text = str(exc.explanation or exc)
+            if isinstance(exc, docker.errors.NotFound) or _absent(text):
+                return False
+            raise RegistryUnreachable(f"The engine could not pull {name}: {text.rstrip('.')}.") from exc
+        except docker.errors.DockerException as exc:
+            raise unreachable(exc, self.where) from exc
+        return True
+
+    def push(self, name: str, on_line: Callable[[str], None]) -> str:
+        repository, version = _split_tag(name)
+        digest = ""
+        with self._translated(f"push {name}"):
+            for chunk in self.client.api.push(repository, tag=version, stream=True, decode=True):
+                if "error" in chunk:
+                    raise RegistryUnreachable(f"The engine could not push {name}: {str(chunk['error']).rstrip('.')}.")
+                digest = str((chunk.get("aux") or {}).get("Digest") or digest)
+                line = transfer_line(chunk)
+                if line is not None:
+                    on_line(line)
+        return digest
+
+    def tag(self, source: str, target: str) -> None:
+        repository, version = _split_tag(target)
+        with self._translated(f"name {source} {target}"):
+            self.client.api.tag(source, repository, tag=version)
 
     def build(
         self,
@@ -428,10 +497,18 @@ class DockerEngine(Engine):
 
     def commit(self, container_id: str, tag: str, message: str, changes: list[str]) -> str:
         repository, version = _split_tag(tag)
+        api = self.client.api
         with self._translated(f"commit {container_id[:12]} to {tag}"):
-            made = self.client.api.commit(
-                container_id, repository=repository, tag=version, message=message, changes=changes
-            )
+            # Docker keeps the committed container's own settings in the image (ContainerConfig), its
+            # run-time environment and so the box's public key among them. A stopped copy created from
+            # a first, untagged commit holds only that image's settings (`changes` applied); committing
+            # the copy leaves those alone in the image. The untagged one goes with the tagged one.
+            first = api.commit(container_id, message=message, changes=changes)
+            copy = api.create_container(first["Id"])
+            try:
+                made = api.commit(copy["Id"], repository=repository, tag=version, message=message)
+            finally:
+                api.remove_container(copy["Id"], force=True)
             return str(made["Id"])
 
     # Containers -------------------------------------------------------------------------------
@@ -492,7 +569,8 @@ class DockerEngine(Engine):
 
     def remove(self, container_id: str) -> None:
         try:
-            self.client.api.remove_container(container_id, force=True)
+            # v=True: the anonymous volumes of the image's VOLUMEs go with it; the box's named volumes stay.
+            self.client.api.remove_container(container_id, force=True, v=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
@@ -611,9 +689,18 @@ class DockerEngine(Engine):
         if network is not None:
             extra["network_mode"] = network
         with self._translated(f"run {image[:40]}"):
-            output = self.client.containers.run(
-                image, command, remove=True, user=user or None, environment=environment, labels=labels, **extra
+            # Not the SDK's remove=True: it leaves the anonymous volumes of an image's VOLUMEs (a snapshot has some).
+            container = self.client.containers.run(
+                image, command, detach=True, user=user or None, environment=environment, labels=labels, **extra
             )
+            try:
+                code = container.wait()["StatusCode"]
+                if code != 0:
+                    stderr = container.logs(stdout=False, stderr=True)
+                    raise docker.errors.ContainerError(container, code, command, image, stderr)
+                output = container.logs(stdout=True, stderr=False)
+            finally:
+                container.remove(force=True, v=True)
             return output.decode(errors="replace") if isinstance(output, bytes) else str(output)
 
     # Volumes ----------------------------------------------------------------------------------

@@ -1,0 +1,67 @@
+"""`up` on a box it made before: the host key pinned then is what ssh checks, so it is not read out of
+band again; a box that shows another key gets it read and pinned again."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+HOST_KEY = "/etc/ssh/deepbox/ssh_host_ed25519_key.pub"
+
+
+def _host_key_reads(docker_client, container_id: str, since: int) -> list[str]:
+    """The `docker exec`s of the host key the engine saw for the container since `since` (unix seconds)."""
+    time.sleep(1.1)  # the engine's event filter counts whole seconds
+    events = docker_client.events(
+        since=since,
+        until=int(time.time()) + 1,
+        filters={"container": container_id, "event": "exec_create"},
+        decode=True,
+    )
+    return [event["Action"] for event in events if HOST_KEY in event.get("Action", "")]
+
+
+def _pin(project) -> str:
+    known = project.home / ".local/share/deepbox/known_hosts"
+    return next(line for line in known.read_text().splitlines() if line.split(" ", 1)[0] == project.alias)
+
+
+def test_up_again_trusts_the_pinned_host_key_and_repins_a_changed_one(make_project, docker_client, tmp_path):
+    project = make_project("fastup")
+    first = project.deepbox("up", "--json")
+    assert first.code == 0, first.err
+    container = docker_client.containers.get(f"deepbox-{project.name}")
+    real_pin = _pin(project)
+    time.sleep(1.1)
+
+    # Running and unchanged: no out-of-band read of the host key; ssh checks the pinned one.
+    since = int(time.time())
+    again = project.deepbox("up", "--json")
+    assert again.code == 0, again.err
+    assert json.loads(again.out)["action"] == "running"
+    assert _host_key_reads(docker_client, container.id, since) == []
+
+    # Stopped and started again: the same.
+    assert project.deepbox("down").code == 0
+    since = int(time.time())
+    started = project.deepbox("up", "--json")
+    assert started.code == 0, started.err
+    assert json.loads(started.out)["action"] == "started"
+    assert _host_key_reads(docker_client, container.id, since) == []
+
+    # A pin that no longer matches (another key): ssh refuses it, so the key is read and pinned again.
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    known = project.home / ".local/share/deepbox/known_hosts"
+    kind, blob = other.with_suffix(".pub").read_text().split()[:2]
+    known.write_text(known.read_text().replace(real_pin, f"{project.alias} {kind} {blob}"))
+    subprocess.run(
+        ["ssh", "-F", str(project.home / ".ssh/config"), "-O", "exit", project.alias], capture_output=True, check=False
+    )
+    since = int(time.time())
+    repinned = project.deepbox("up", "--json")
+    assert repinned.code == 0, repinned.err
+    assert json.loads(repinned.out)["action"] == "running"
+    assert _pin(project) == real_pin
+    assert len(_host_key_reads(docker_client, container.id, since)) == 1
