@@ -1,7 +1,11 @@
 """deepbox's Dockerfile vs a Deepo-style one for the same frameworks, on the same base, in one run.
 
     .venv/bin/python bench/build_compare.py [--base deepbox/debian:bookworm] [--wheels DIR]
-        [--skip-installers] [--skip-framework-change]
+        [--skip-installers] [--skip-framework-change] [--builder buildkit|classic]
+
+--builder: the builder of every build here (default buildkit, as `deepbox up` on Docker). With
+BuildKit, "cold" means no layer cache; deepbox's apt and uv cache mounts keep what earlier builds
+downloaded, as they do for a user.
 
 a) cold build time (no layer cache) and image size for pytorch + scikit-learn: deepbox vs a
    Deepo-style Dockerfile (one RUN layer, plain pip, build tools and the scientific base, no cache
@@ -59,6 +63,9 @@ ENV PATH=/opt/venv/bin:$PATH
 """
 
 
+BUILDKIT = True  # --builder
+
+
 def deepbox_context(
     base: str, frameworks: list[str], pip: list[str], project: Path, wheels: str | None
 ) -> BuildContext:
@@ -75,7 +82,7 @@ def deepbox_context(
             "build": build,
         }
     )
-    return render(resolve(config, project, None))
+    return render(resolve(config, project, None), buildkit=BUILDKIT)
 
 
 def deepo_context(base: str, extra: str, project: Path, wheels: str | None) -> BuildContext:
@@ -83,7 +90,9 @@ def deepo_context(base: str, extra: str, project: Path, wheels: str | None) -> B
     files = {path: data for path, data in ours.files.items() if path.startswith(("deepbox/certs/", "deepbox/wheels/"))}
     files = {path.replace("deepbox/wheels/0/", "deepbox/wheels/"): data for path, data in files.items()}
     source = "--find-links /tmp/wheels" if wheels else f"--index-url {CPU_INDEX}"
-    return BuildContext(DEEPO_STYLE.format(base=base, extra=extra, torch=TORCH, torch_source=source), files)
+    return BuildContext(
+        DEEPO_STYLE.format(base=base, extra=extra, torch=TORCH, torch_source=source), files, buildkit=BUILDKIT
+    )
 
 
 def build(engine: Engine, context: BuildContext, tag: str, nocache: bool) -> float:
@@ -114,7 +123,10 @@ def main() -> int:
     parser.add_argument(
         "--skip-framework-change", action="store_true", help="skip (d), the rebuild after adding pytorch"
     )
+    parser.add_argument("--builder", choices=["buildkit", "classic"], default="buildkit")
     args = parser.parse_args()
+    global BUILDKIT
+    BUILDKIT = args.builder == "buildkit"
     wheels = args.wheels
     if wheels and not Path(wheels).is_dir():
         print(f"--wheels {wheels} is not a folder; name the folder that holds PyTorch's CPU wheel", file=sys.stderr)
@@ -163,7 +175,9 @@ def main() -> int:
             )
         if not args.skip_installers:
             log("installers: scientific preset with uv, then with pip (cold)")
-            context = deepbox_context(args.base, ["scientific"], [], project, wheels)
+            # Both without cache mounts: this compares the installers, not the caches.
+            made = deepbox_context(args.base, ["scientific"], [], project, wheels)
+            context = BuildContext(made.plain_dockerfile or made.dockerfile, made.files)
             uv = build(client, context, f"{PREFIX}/uv:cold", True)
             pip_text = context.dockerfile.replace(
                 "RUN uv pip install", "RUN pip install --no-cache-dir --disable-pip-version-check"

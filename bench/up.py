@@ -693,6 +693,9 @@ def phase_worker(repeat: int) -> dict[str, Any]:
         def build_line(self, line: str) -> None:
             pass
 
+        def build_progress(self) -> Any:
+            return contextlib.nullcontext(lambda _event: None)
+
     per_run: list[dict[str, float]] = []
     totals: list[float] = []
     counts: list[int] = []

@@ -21,7 +21,7 @@ from typing import IO, Protocol
 
 from filelock import FileLock, Timeout
 
-from deepbox import baseimage, boxsecrets, catalog, drift, gpu, lock, paths, ssh, state
+from deepbox import baseimage, boxsecrets, catalog, drift, gpu, lock, paths, progress, ssh, state
 from deepbox.config import BoxPort, Spec
 from deepbox.dockerfile import VENV, plan_for, render
 from deepbox.engine import (
@@ -31,15 +31,17 @@ from deepbox.engine import (
     LABEL_PROJECT,
     LABEL_RUN,
     LABEL_SPEC,
+    BuildKitUnavailable,
     Container,
     Engine,
     Image,
     NewContainer,
     PortInUseError,
     RegistryUnreachable,
+    buildlog,
 )
 from deepbox.errors import DeepboxError
-from deepbox.model import BoxStatus, BuildContext, FrameworkCheck, ReachedPort, UpResult
+from deepbox.model import BoxStatus, BuildContext, BuildEvent, FrameworkCheck, ReachedPort, UpResult
 from deepbox.profile import PROFILE_VERSION, box_profile
 from deepbox.site import Site, site_for
 from deepbox.verify import verify
@@ -61,6 +63,7 @@ LABEL_BASE = "deepbox.base"  # the base image a box image was built on, by diges
 class Reporter(Protocol):
     def step(self, message: str) -> None: ...
     def build_line(self, line: str) -> None: ...
+    def build_progress(self) -> contextlib.AbstractContextManager[Callable[[BuildEvent], None]]: ...
 
 
 def image_tag(spec: Spec, context: BuildContext) -> str:
@@ -230,6 +233,38 @@ def _prepare(spec: Spec, site: Site, reporter: Reporter, **locking: object) -> t
     return facts, lock.ensure(spec, facts, reporter, gpus=gpus, **locking)  # type: ignore[arg-type]
 
 
+def build_image(
+    engine: Engine,
+    spec: Spec,
+    context: BuildContext,
+    tag: str,
+    labels: dict[str, str],
+    reporter: Reporter,
+    classic: Callable[[], BuildContext],
+) -> None:
+    """Build the box image; when the engine refuses BuildKit, again with the classic builder from the
+    Dockerfile without cache mounts (`classic`): the same image, under the same tag."""
+    try:
+        _build(engine, spec, context, tag, labels, reporter)
+    except BuildKitUnavailable as refused:
+        reporter.step(f"Note: {refused.message} Building with the classic builder (no download caches).")
+        _build(engine, spec, classic(), tag, labels, reporter)
+
+
+def _build(
+    engine: Engine, spec: Spec, context: BuildContext, tag: str, labels: dict[str, str], reporter: Reporter
+) -> None:
+    """Build the box image with live progress, the whole log kept in a file that a failure names."""
+    builder = "BuildKit" if context.buildkit else "the classic builder"
+    log = paths.build_log(spec.engine_name)
+    reporter.step(f"Building image {tag} with {builder} (log: {log})")
+    try:
+        with reporter.build_progress() as show, progress.logged(log, show) as on_event:
+            engine.build(context, tag, labels, spec.build_network, on_event)
+    except buildlog.BuildFailed as failed:
+        raise buildlog.failure(failed.step, failed.error, failed.tail, log) from failed
+
+
 def _check_settings(spec: Spec) -> None:
     """What the settings alone can get wrong, checked before any engine call (doctor makes each check
     on its own, to report them all)."""
@@ -259,10 +294,10 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
         )
     facts, locked = _prepare(spec, site, reporter, frozen=frozen)
     plan = plan_for(spec, facts, cuda_major=locked.cuda_major)
-    context = render(spec, plan, facts, locked)
+    context = render(spec, plan, facts, locked, buildkit=engine.builder() == "buildkit")
 
     tag = image_tag(spec, context)
-    image_source = _obtain_image(engine, spec, context, tag, reporter)
+    image_source = _obtain_image(engine, spec, context, tag, reporter, lambda: render(spec, plan, facts, locked))
 
     public_key = ssh.public_key(key)
     # A recreated box keeps its ports, so IDE settings and bookmarks stay valid (unless asked to move).
@@ -357,9 +392,17 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
     return result
 
 
-def _obtain_image(engine: Engine, spec: Spec, context: BuildContext, tag: str, reporter: Reporter) -> str:
+def _obtain_image(
+    engine: Engine,
+    spec: Spec,
+    context: BuildContext,
+    tag: str,
+    reporter: Reporter,
+    classic: Callable[[], BuildContext],
+) -> str:
     """The box image: already on the engine, pulled from the registry (someone pushed the same settings and
-    lock), or built. Returns how it came: "built" or "pulled"."""
+    lock), or built (`classic`: the context for the classic builder). Returns how it came: "built" or
+    "pulled"."""
     if engine.image(tag) is not None:
         return state.image_source(tag)
     if spec.registry:
@@ -382,14 +425,13 @@ def _obtain_image(engine: Engine, spec: Spec, context: BuildContext, tag: str, r
             state.remember_image(tag, {"source": "pulled", "from": remote, "digest": digest})
             return "pulled"
     base = pinned_base(spec.base, engine.image(spec.base))
-    reporter.step(f"Building image {tag}")
     labels = {
         LABEL_BOX: spec.engine_name,
         LABEL_PROJECT: str(spec.project),
         LABEL_SPEC: context.spec_hash,
         LABEL_BASE: base,
     }
-    engine.build(context, tag, labels, spec.build_network, reporter.build_line)
+    build_image(engine, spec, context, tag, labels, reporter, classic)
     state.remember_image(tag, {"source": "built", "base": base})
     return "built"
 

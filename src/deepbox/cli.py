@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from deepbox.config import BoxConfig, Spec
     from deepbox.engine import Location
     from deepbox.images import BoxImage
-    from deepbox.model import BoxStatus, BuildContext, UpResult
+    from deepbox.model import BoxStatus, BuildContext, BuildEvent, UpResult
     from deepbox.site import Site
 
 
@@ -38,19 +38,29 @@ def _console(stderr: bool = True) -> Console:
 
 
 class ConsoleReporter:
-    """Progress for long operations, on stderr so that --json output on stdout stays clean."""
+    """Progress for long operations, on stderr so that --json output on stdout stays clean. plain: a
+    build reports one line a step instead of a live display (so it does when stderr is no terminal)."""
 
-    def __init__(self) -> None:
+    def __init__(self, plain: bool = False) -> None:
         self.console = _console()
+        self.plain = plain or bool(os.environ.get("DEEPBOX_PLAIN"))
 
     def step(self, message: str) -> None:
-        self.console.print(f"[bold cyan]>[/] {_escape(message)}", markup=True)
+        # soft_wrap: a long path in a step (a build log's) is never broken inside
+        self.console.print(f"[bold cyan]>[/] {_escape(message)}", markup=True, soft_wrap=True)
 
     def build_line(self, line: str) -> None:
         if line.startswith("Step "):
             self.console.print(f"  [bold]{_escape(line)}[/]", markup=True, soft_wrap=True)
         else:
             self.console.print(f"  [dim]{_escape(line)}[/]", markup=True, soft_wrap=True)
+
+    def build_progress(self) -> contextlib.AbstractContextManager[Callable[[BuildEvent], None]]:
+        from deepbox import progress
+
+        if self.plain or not self.console.is_terminal:
+            return contextlib.nullcontext(progress.plain(lambda line: self.console.print(f"  {line}", soft_wrap=True)))
+        return progress.live(self.console)
 
 
 def _escape(text: str) -> str:
@@ -299,6 +309,12 @@ _box_opt = click.option(
     "project's own box].",
 )
 _debug_opt = _global("--debug", is_flag=True, help="Show tracebacks for errors.")
+_plain_opt = _global(
+    "--plain",
+    is_flag=True,
+    help="Show a build's progress as one line a step instead of a live display (as when stderr is no "
+    "terminal) [env: DEEPBOX_PLAIN=1].",
+)
 
 
 def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -333,6 +349,7 @@ def _emit_json(data: Any) -> None:
 @click.version_option(__version__, prog_name="deepbox")
 @project_option
 @_global("--json", is_flag=True, help="Print the result as JSON on stdout (commands that have --json).")
+@_plain_opt
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """deepbox: a ready, hardened ML development box in Docker, reached over SSH from your IDE.
@@ -393,6 +410,7 @@ def init(ctx: click.Context, force: bool) -> None:
     help="Move the box to free ports (another program took its own); the ssh alias and IDE files follow.",
 )
 @click.option("--dotfiles", "dotfiles_again", is_flag=True, help="Install the dotfiles setting in the box again.")
+@_plain_opt
 @project_option
 @click.pass_context
 def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool, dotfiles_again: bool) -> None:
@@ -406,7 +424,8 @@ def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool, dotfiles
     spec, site = _spec(ctx)
     dotfiles.check_setting(spec, again=dotfiles_again)
     spec = site.bind(spec)
-    result = box.up(spec, site, ConsoleReporter(), frozen=frozen, new_port=new_port)
+    reporter = ConsoleReporter(plain=bool(ctx.obj.get("plain")))
+    result = box.up(spec, site, reporter, frozen=frozen, new_port=new_port)
     written = _write_ide_files(spec, result)
     installed = dotfiles.ensure(spec, site, ConsoleReporter(), again=dotfiles_again)
     if as_json:

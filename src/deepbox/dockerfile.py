@@ -65,12 +65,52 @@ def _run(*lines: str) -> str:
     return "RUN " + " \\\n && ".join(lines)
 
 
-def _apt_install(packages: tuple[str, ...] | list[str]) -> str:
-    return _run(
+# BuildKit keeps apt's and uv's downloads in cache mounts between builds, so a rebuild (another
+# framework, one more package) fetches only what it has not fetched before. apt's archives go to a
+# folder of their own: Docker's Debian images delete the ones in /var/cache/apt after every install.
+APT_ARCHIVES = "/var/cache/deepbox-apt"
+APT_CACHES = (
+    f"--mount=type=cache,id=deepbox-apt-archives,target={APT_ARCHIVES},sharing=locked "
+    "--mount=type=cache,id=deepbox-apt-lists,target=/var/lib/apt/lists,sharing=locked"
+)
+UV_CACHE = "/tmp/deepbox-uv-cache"  # noqa: S108 - a cache mount, only while building
+
+
+class _Both(str):
+    """A RUN line in BuildKit's form (with cache mounts); `plain` is the same step for the classic
+    builder, and what the spec hash is taken from."""
+
+    plain: str
+
+    def __new__(cls, buildkit: str, plain: str) -> _Both:
+        line = super().__new__(cls, buildkit)
+        line.plain = plain
+        return line
+
+
+def _apt_install(packages: tuple[str, ...] | list[str], buildkit: bool, then: str = "") -> str:
+    """apt-get install in one layer, without apt's lists; `then`: more shell to run in the same layer."""
+    install = "apt-get install -y --no-install-recommends " + " ".join(shlex.quote(p) for p in packages)
+    plain = _run("apt-get update", install, "rm -rf /var/lib/apt/lists/*") + then
+    if not buildkit:
+        return plain
+    cached = _run(
+        f"mkdir -p {APT_ARCHIVES}/partial",
         "apt-get update",
-        "apt-get install -y --no-install-recommends " + " ".join(shlex.quote(p) for p in packages),
-        "rm -rf /var/lib/apt/lists/*",
+        install.replace(" -y ", f" -y -o Dir::Cache::Archives={APT_ARCHIVES}/ ", 1),
     )
+    return _Both(cached.replace("RUN ", f"RUN {APT_CACHES} \\\n    ", 1) + then, plain)
+
+
+def _uv_run(command: str, buildkit: bool, user: str) -> str:
+    """RUN a uv command; with BuildKit its downloads and built wheels stay in a cache mount of the box
+    user's (uv keeps none in the image either way)."""
+    plain = f"RUN {command}"
+    if not buildkit:
+        return plain
+    uid, _, gid = user.partition(":")
+    mount = f"--mount=type=cache,id=deepbox-uv-{uid},target={UV_CACHE},uid={uid},gid={gid}"
+    return _Both(f"RUN {mount} \\\n    UV_NO_CACHE=0 UV_CACHE_DIR={UV_CACHE} {command}", plain)
 
 
 def pip_options(spec: Spec, index_urls: list[str], wheel_dirs: list[str]) -> list[str]:
@@ -180,11 +220,17 @@ def sshd_config(spec: Spec) -> str:
 
 
 def render(
-    spec: Spec, plan: catalog.Plan | None = None, facts: BaseFacts | None = None, lock: Variant | None = None
+    spec: Spec,
+    plan: catalog.Plan | None = None,
+    facts: BaseFacts | None = None,
+    lock: Variant | None = None,
+    *,
+    buildkit: bool = False,
 ) -> BuildContext:
     """The Dockerfile and build context for a spec (plan: the spec's catalog plan, when already made;
     facts: what the base image already has, when it could be read; lock: the locked variant to install
-    exactly; without one, the Dockerfile installs from the requirement specifiers and says so)."""
+    exactly; without one, the Dockerfile installs from the requirement specifiers and says so;
+    buildkit: for BuildKit, with cache mounts for apt's and uv's downloads)."""
     if plan is None:
         plan = plan_for(spec, facts, cuda_major=lock.cuda_major if lock is not None else None)
     user = spec.user
@@ -221,14 +267,14 @@ def render(
         "",
         "# System packages change rarely, so they come first. Debian's openssh-server makes host",
         "# keys on install: delete them in the same layer, the box makes its own on first start.",
-        _apply_rm_host_keys(_apt_install(SYSTEM_PACKAGES)),
+        _apt_install(SYSTEM_PACKAGES, buildkit, then=" \\\n && rm -f /etc/ssh/ssh_host_*"),
         "",
     ]
     framework_apt = sorted({pkg for item in plan.selected for pkg in item.apt} - set(SYSTEM_PACKAGES))
     if framework_apt:
         lines += [
             "# System libraries and Debian-packaged frameworks from the catalog.",
-            _apt_install(framework_apt),
+            _apt_install(framework_apt, buildkit),
             "",
         ]
     if spec.ca_certificates:
@@ -258,7 +304,7 @@ def render(
         # Old sdists (chainer) build only with an older setuptools; this binds their build step only.
         files["deepbox/build-constraints.txt"] = ("\n".join(constraints) + "\n").encode()
         lines += ["COPY deepbox/build-constraints.txt /tmp/deepbox-build-constraints.txt"]
-    installs = _Installs(spec, plan, lock, files, bool(constraints), facts)
+    installs = _Installs(spec, plan, lock, files, bool(constraints), facts, buildkit)
     lines += installs.frameworks()
     checks = _checks(plan)
     files.update(checks)
@@ -291,10 +337,14 @@ def render(
         "CMD []",
     ]
     if spec.apt:
-        lines += ["", "# The project's own system packages.", _apt_install(spec.apt)]
+        lines += ["", "# The project's own system packages.", _apt_install(spec.apt, buildkit)]
     lines += installs.project()
     lines += _sudo_lines(spec)
-    return BuildContext("\n".join(lines) + "\n", files)
+    dockerfile = "\n".join(lines) + "\n"
+    if not buildkit:
+        return BuildContext(dockerfile, files)
+    plain = "\n".join(getattr(line, "plain", line) for line in lines) + "\n"
+    return BuildContext(dockerfile, files, buildkit=True, plain_dockerfile=plain)
 
 
 SUDOERS = "/etc/sudoers.d/deepbox"
@@ -356,8 +406,10 @@ class _Installs:
         files: dict[str, bytes],
         constraints: bool,
         facts: BaseFacts | None,
+        buildkit: bool = False,
     ) -> None:
         self.spec, self.plan, self.lock, self.files, self.facts = spec, plan, lock, files, facts
+        self.buildkit = buildkit
         self.build_constraint = " --build-constraint /tmp/deepbox-build-constraints.txt" if constraints else ""
         self.user = f"{spec.user.uid}:{spec.user.gid}"
         self.wheel_dirs: list[str] = []
@@ -415,7 +467,7 @@ class _Installs:
             lines += [
                 "",
                 f"# {TIER_TITLES[tier]}: {', '.join(item.name for item in items)}.",
-                f"RUN {install}{self.build_constraint} " + " ".join(shlex.quote(p) for p in cumulative),
+                self._uv(f"{install}{self.build_constraint} " + " ".join(shlex.quote(p) for p in cumulative)),
             ]
         return lines
 
@@ -435,8 +487,11 @@ class _Installs:
             "",
             f"# {title} ({len(packages)} locked package{'s' if len(packages) != 1 else ''}).",
             f"COPY --chown={self.user} deepbox/lock/{name} {LOCKED}/{name}",
-            f"RUN uv pip install --no-deps --require-hashes{self.build_constraint} -r {LOCKED}/{name}",
+            self._uv(f"uv pip install --no-deps --require-hashes{self.build_constraint} -r {LOCKED}/{name}"),
         ]
+
+    def _uv(self, command: str) -> str:
+        return _uv_run(command, self.buildkit, self.user)
 
     # The project's own packages, after the SSH layer --------------------------------------------------
 
@@ -461,7 +516,7 @@ class _Installs:
                 "",
                 "# The project's own Python packages, last: changing them rebuilds only this layer.",
                 f"USER {user}",
-                f"RUN {install} " + " ".join(shlex.quote(p) for p in spec.pip),
+                self._uv(f"{install} " + " ".join(shlex.quote(p) for p in spec.pip)),
                 "USER root",
             ]
         requirements = project_requirements(spec)
@@ -473,7 +528,7 @@ class _Installs:
                 f"# The project's requirements ({origin}), the very last layer: they change most often.",
                 f"USER {user}",
                 f"COPY --chown={user} deepbox/requirements.txt /tmp/deepbox-requirements.txt",
-                f"RUN {install} -r /tmp/deepbox-requirements.txt",
+                self._uv(f"{install} -r /tmp/deepbox-requirements.txt"),
                 "USER root",
             ]
         return lines
@@ -546,10 +601,6 @@ def _venv_lines(spec: Spec, plan: catalog.Plan) -> list[str]:
             " && rm -rf /tmp/uv-bootstrap",
         ]
     return [f"RUN python3 -m venv{site} {VENV} \\", *_seed(f"{VENV}/bin/python", spec)]
-
-
-def _apply_rm_host_keys(run_line: str) -> str:
-    return run_line + " \\\n && rm -f /etc/ssh/ssh_host_*"
 
 
 def standalone(

@@ -16,17 +16,22 @@ from typing import Any
 class BuildContext:
     dockerfile: str
     files: dict[str, bytes] = field(default_factory=dict)  # context path -> content
+    # BuildKit's Dockerfile (cache mounts) and the same Dockerfile without them, which the spec hash
+    # is taken from: both builders make the same image, so it keeps one tag whichever built it.
+    buildkit: bool = False
+    plain_dockerfile: str = ""
 
     @property
     def spec_hash(self) -> str:
-        digest = hashlib.sha256(self.dockerfile.encode())
+        digest = hashlib.sha256((self.plain_dockerfile or self.dockerfile).encode())
         for path in sorted(self.files):
             digest.update(path.encode() + b"\0" + hashlib.sha256(self.files[path]).digest())
         return digest.hexdigest()[:12]
 
     def tar(self) -> io.BytesIO:
         buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
+        # USTAR: BuildKit's Dockerfile frontend misreads the PAX headers Python writes by default.
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
             for path, content in sorted({"Dockerfile": self.dockerfile.encode(), **self.files}.items()):
                 info = tarfile.TarInfo(path)
                 info.size = len(content)
@@ -34,6 +39,21 @@ class BuildContext:
                 archive.addfile(info, io.BytesIO(content))
         buffer.seek(0)
         return buffer
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    """One thing a build reports, the same for BuildKit and the classic builder.
+
+    kind: "start" (a step began), "cached" (a step came from the cache), "done" (a step ended), "output"
+    (one line the step printed), "download" (bytes of a pull, total 0 when unknown), "error"."""
+
+    step: str  # as the builder names it: "[3/9] RUN ..." (BuildKit) or "Step 3/9 : RUN ..." (classic)
+    kind: str
+    text: str = ""
+    current: int = 0
+    total: int = 0
+    at: float = 0.0  # when (time.time()), for elapsed times
 
 
 @dataclass

@@ -53,3 +53,8 @@ def framework_checks(container_id: str) -> Path:
 def base_facts(image_id: str) -> Path:
     """What one base image has (see baseimage.facts), by image id."""
     return data_dir() / "bases" / f"{image_id.removeprefix('sha256:')}.json"
+
+
+def build_log(box: str) -> Path:
+    """The whole log of a box's last image build (named in the error when it fails)."""
+    return data_dir() / "builds" / f"{box}.log"

@@ -414,3 +414,21 @@ def test_no_placeholders_left_in_context_files(spec_for):
     for path, content in render(spec_for()).files.items():
         assert b"{user}" not in content, path
         assert b"{name}" not in content, path
+
+
+def test_buildkit_caches_apt_and_uv_downloads_and_keeps_the_tag(spec_for):
+    spec = spec_for('frameworks = ["numpy"]\napt = ["curl"]\npip = ["rich"]\n')
+    classic, cached = render(spec), render(spec, buildkit=True)
+    uid, gid = spec.user.uid, spec.user.gid
+
+    assert "--mount=" not in classic.dockerfile and not classic.buildkit
+    assert cached.buildkit and cached.plain_dockerfile == classic.dockerfile
+    assert cached.spec_hash == classic.spec_hash, "one tag, whichever builder made the image"
+    assert cached.dockerfile.count("--mount=type=cache,id=deepbox-apt-archives,target=/var/cache/deepbox-apt") == 2
+    assert "apt-get install -y -o Dir::Cache::Archives=/var/cache/deepbox-apt/ --no-install-recommends curl" in (
+        cached.dockerfile
+    )
+    uv_mount = f"RUN --mount=type=cache,id=deepbox-uv-{uid},target=/tmp/deepbox-uv-cache,uid={uid},gid={gid} \\\n"
+    uv_runs = [line for line in cached.dockerfile.split("RUN ")[1:] if "uv pip install" in line]
+    assert len(uv_runs) == 2 and cached.dockerfile.count(uv_mount) == 2
+    assert "    UV_NO_CACHE=0 UV_CACHE_DIR=/tmp/deepbox-uv-cache uv pip install" in cached.dockerfile

@@ -15,7 +15,7 @@ from typing import IO
 
 from deepbox.errors import DeepboxError
 from deepbox.gpu import GpuRequest
-from deepbox.model import BuildContext
+from deepbox.model import BuildContext, BuildEvent
 
 LABEL_BOX = "deepbox.box"
 LABEL_PROJECT = "deepbox.project"
@@ -99,6 +99,10 @@ class NewContainer:
     pids_limit: int = 0  # 0: the engine's default
 
 
+class BuildKitUnavailable(DeepboxError):
+    """The engine refused a BuildKit build: the caller builds again with the classic builder."""
+
+
 class PortInUseError(DeepboxError):
     pass
 
@@ -143,11 +147,17 @@ class Engine(ABC):
         tag: str,
         labels: dict[str, str],
         network: str | None,
-        on_line: Callable[[str], None],
+        on_event: Callable[[BuildEvent], None],
         *,
         no_cache: bool = False,
     ) -> None:
-        """Build with live progress; a failure names the failing step and shows its log tail."""
+        """Build with BuildKit when the context asks for it (context.buildkit), else with the classic
+        builder, reporting steps, output and downloads to on_event; a failure (buildlog.BuildFailed) names
+        the failing step and shows its log tail. BuildKitUnavailable: the engine refused BuildKit."""
+
+    def builder(self) -> str:
+        """The builder this engine builds with: "buildkit" or "classic"."""
+        return "classic"
 
     @abstractmethod
     def images(self, label: str) -> list[Image]:

@@ -6,6 +6,9 @@ comes after it (the CLI prints the detail first), so it is the last thing on the
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from deepbox.errors import DeepboxError
 
 # Docker's classic builder announces every layer it made and every container it removed.
@@ -22,6 +25,26 @@ TLS_REFUSALS = (
 )
 
 
+class BuildFailed(DeepboxError):
+    """A failed build, with its parts kept so the caller can name the file the whole log went to."""
+
+    def __init__(self, message: str, *, step: str, error: str, tail: list[str]) -> None:
+        super().__init__(message, detail="\n".join(tail))
+        self.step, self.error, self.tail = step, error, tail
+
+
+_CLASSIC_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+_BUILDKIT_STEP = re.compile(r"^\[(?:\S+ )?\s*(\d+)/(\d+)\] (.*)")  # "[3/9] RUN x", "[stage-0  3/9] RUN x"
+
+
+def step_title(name: str) -> str:
+    """'Step 3/9 : RUN x' (classic) or '[3/9] RUN x' (BuildKit) -> 'step 3/9 (RUN x)'; others as they are."""
+    match = _CLASSIC_STEP.match(name) or _BUILDKIT_STEP.match(name)
+    if match is None:
+        return name
+    return f"step {match.group(1)}/{match.group(2)} ({' '.join(match.group(3).split())[:80]})"
+
+
 def is_noise(line: str) -> bool:
     return line.startswith(NOISE)
 
@@ -35,20 +58,22 @@ def tls_refusal(lines: list[str]) -> str | None:
     return None
 
 
-def failure(step: str, error: str, tail: list[str]) -> DeepboxError:
-    """The error for a build that stopped at `step` with the engine's `error`, its log's `tail` as detail."""
+def failure(step: str, error: str, tail: list[str], log: Path | None = None) -> BuildFailed:
+    """The error for a build that stopped at `step` with the engine's `error`, its log's `tail` as detail;
+    `log`: the file the whole log was written to."""
     where = step or "the first step"
+    above = f"the log above; all of it is in {log}" if log is not None else "the log above"
     marker = tls_refusal([*tail, error])
     if marker is not None:
         message = (
             f"The image build failed at {where}: a download was refused because its TLS certificate is not "
-            f'trusted ("{marker}" in the log above), which is what a TLS-intercepting (company) proxy causes; '
+            f'trusted ("{marker}" in {above}), which is what a TLS-intercepting (company) proxy causes; '
             "add its CA, or this machine's whole bundle, with [build] ca_certificates = "
             '["/etc/ssl/certs/ca-certificates.crt"] in deepbox.toml and run `deepbox up` again.'
         )
     else:
         message = (
-            f"The image build failed at {where}: {error.strip().rstrip('.')}. Fix that step's input (see the "
-            "log above) and run `deepbox up` again."
+            f"The image build failed at {where}: {error.strip().rstrip('.')}. Fix that step's input (see "
+            f"{above}) and run `deepbox up` again."
         )
-    return DeepboxError(message, detail="\n".join(tail))
+    return BuildFailed(message, step=step, error=error, tail=tail)

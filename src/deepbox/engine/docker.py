@@ -9,6 +9,7 @@ The SDK's exceptions become DeepboxErrors that say what to do.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import socket
@@ -25,11 +26,12 @@ from docker.models.containers import _create_container_args
 from docker.types import DeviceRequest
 from docker.utils import socket as docker_socket
 
-from deepbox.engine import buildlog
+from deepbox.engine import buildkit, buildlog
 from deepbox.engine.base import (
     LABEL_BOX,
     LABEL_OWNER,
     NO_GPU_RUNTIME,
+    BuildKitUnavailable,
     Container,
     Engine,
     EngineInfo,
@@ -40,11 +42,117 @@ from deepbox.engine.base import (
 )
 from deepbox.errors import DeepboxError
 from deepbox.gpu import GpuRequest, nvidia_runtime
-from deepbox.model import BuildContext
+from deepbox.model import BuildContext, BuildEvent
 
 # Any version the SDK accepts, for the one request (GET /version) that learns the engine's own.
 _FIRST_API_VERSION = "1.24"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+BUILDERS = ("buildkit", "classic")
+_STAGE = re.compile(r"^\[stage-\d+\s+")  # "[stage-0 3/9]": the Dockerfile has one stage
+_MOUNTS = re.compile(r"--mount=\S+\s+")  # a RUN step's cache mounts: the same in every step, not worth showing
+
+
+class _Steps:
+    """A build stream as BuildEvents, and the failing step's last lines for the error."""
+
+    def __init__(self, on_event: Callable[[BuildEvent], None]) -> None:
+        self.on_event = on_event
+        self.tails: dict[str, deque[str]] = {}
+        self.current = ""
+
+    def emit(self, step: str, kind: str, text: str = "", current: int = 0, total: int = 0) -> None:
+        if kind == "output":
+            self.tails.setdefault(step, deque(maxlen=40)).append(text)
+        self.on_event(BuildEvent(step, kind, text, current, total, time.time()))
+
+    def feed(self, chunk: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def failed(self) -> tuple[str, list[str]]:
+        return self.current, [line for line in self.tails.get(self.current, ()) if not buildlog.is_noise(line)]
+
+    def finish(self) -> None:
+        """The stream ended without an error."""
+
+
+class _ClassicSteps(_Steps):
+    """The classic builder's "Step N/M : ..." lines and the output between them."""
+
+    def __init__(self, on_event: Callable[[BuildEvent], None]) -> None:
+        super().__init__(on_event)
+        self.cached = ""  # the step the cache served: it has no "done"
+
+    def feed(self, chunk: dict[str, Any]) -> None:
+        for line in chunk.get("stream", "").splitlines():
+            if not line.strip():
+                continue
+            if _STEP.match(line):
+                self.finish()
+                self.current = line
+                self.tails[line] = deque([line], maxlen=40)
+                self.emit(line, "start")
+            elif line.strip() == "---> Using cache" and self.current:
+                self.emit(self.current, "cached")
+                self.cached = self.current
+            elif self.current:
+                self.emit(self.current, "output", line)
+
+    def finish(self) -> None:
+        if self.current and self.cached != self.current:
+            self.emit(self.current, "done")
+
+
+class _BuildKitSteps(_Steps):
+    """BuildKit's trace messages: vertexes (steps) starting, cached, done or failed, their logs, downloads."""
+
+    def __init__(self, on_event: Callable[[BuildEvent], None]) -> None:
+        super().__init__(on_event)
+        self.names: dict[str, str] = {}
+        self.seen: set[tuple[str, str]] = set()
+        self.partial: dict[str, str] = {}
+
+    def _once(self, digest: str, kind: str, text: str = "") -> None:
+        if (digest, kind) not in self.seen:
+            self.seen.add((digest, kind))
+            self.emit(self.names.get(digest, digest[:19]), kind, text)
+
+    def feed(self, chunk: dict[str, Any]) -> None:
+        if chunk.get("id") != buildkit.TRACE_ID or not isinstance(chunk.get("aux"), str):
+            return
+        status = buildkit.decode(chunk["aux"])
+        for vertex in status.vertexes:
+            if vertex.name:
+                self.names[vertex.digest] = " ".join(_MOUNTS.sub("", _STAGE.sub("[", vertex.name)).split())
+            if vertex.cached:
+                self._once(vertex.digest, "cached")
+                continue
+            if vertex.started is not None:
+                self.current = self.names.get(vertex.digest, vertex.digest[:19])
+                self._once(vertex.digest, "start")
+            if vertex.error:
+                self.current = self.names.get(vertex.digest, vertex.digest[:19])
+                self._once(vertex.digest, "error", vertex.error)
+            elif vertex.completed is not None:
+                self._once(vertex.digest, "done")
+        for progress in status.statuses:
+            if progress.current or progress.total:
+                step = self.names.get(progress.vertex, progress.vertex[:19])
+                self.emit(step, "download", progress.id, progress.current, progress.total)
+        for log in status.logs:
+            step = self.names.get(log.vertex, log.vertex[:19])
+            text = self.partial.pop(log.vertex, "") + log.data.decode(errors="replace")
+            *lines, rest = text.replace("\r\n", "\n").split("\n")
+            if rest:
+                self.partial[log.vertex] = rest
+            for line in lines:
+                if line.strip():
+                    self.emit(step, "output", line.rsplit("\r", 1)[-1])
+
+    def failed(self) -> tuple[str, list[str]]:
+        for digest, rest in self.partial.items():  # the last words of a step that stopped mid-line
+            self.tails.setdefault(self.names.get(digest, digest), deque(maxlen=40)).append(rest)
+        self.partial.clear()
+        return super().failed()
 
 
 @contextmanager
@@ -272,6 +380,18 @@ class DockerEngine(Engine):
         with self._translated(f"pull {name}"):
             self.client.images.pull(name)
 
+    def builder(self) -> str:
+        """BuildKit on Docker; the classic builder on Podman (its API builds with buildah and ignores
+        BuildKit's request), or wherever DEEPBOX_BUILDER=classic asks for it."""
+        chosen = os.environ.get("DEEPBOX_BUILDER", "").strip().lower()
+        if chosen in BUILDERS:
+            return chosen
+        if chosen:
+            raise DeepboxError(
+                f"DEEPBOX_BUILDER={chosen} is not a builder deepbox knows; set it to buildkit or classic, or unset it."
+            )
+        return "classic" if self.kind == "podman" else "buildkit"
+
     def pull_if_present(self, name: str, on_line: Callable[[str], None]) -> bool:
         repository, version = _split_tag(name)
         try:
@@ -314,37 +434,64 @@ class DockerEngine(Engine):
         tag: str,
         labels: dict[str, str],
         network: str | None,
-        on_line: Callable[[str], None],
+        on_event: Callable[[BuildEvent], None],
         *,
         no_cache: bool = False,
     ) -> None:
-        tail: deque[str] = deque(maxlen=40)
-        step = ""
         with self._translated("build the image"):
-            stream = self.client.api.build(
-                fileobj=context.tar(),
-                custom_context=True,
-                tag=tag,
-                labels=labels,
-                rm=True,
-                forcerm=True,
-                decode=True,
-                network_mode=network,
-                nocache=no_cache,
-            )
-            for chunk in stream:
+            if context.buildkit:
+                chunks = self._buildkit_stream(context, tag, labels, network, no_cache)
+                steps: _Steps = _BuildKitSteps(on_event)
+            else:
+                chunks = self.client.api.build(
+                    fileobj=context.tar(),
+                    custom_context=True,
+                    tag=tag,
+                    labels=labels,
+                    rm=True,
+                    forcerm=True,
+                    decode=True,
+                    network_mode=network,
+                    nocache=no_cache,
+                )
+                steps = _ClassicSteps(on_event)
+            for chunk in chunks:
                 if "error" in chunk:
-                    raise buildlog.failure(step, chunk["error"], list(tail))
-                for line in chunk.get("stream", "").splitlines():
-                    if not line.strip():
-                        continue
-                    match = _STEP.match(line)
-                    if match:
-                        step = f"step {match.group(1)}/{match.group(2)} ({match.group(3)[:80]})"
-                        tail.clear()
-                    if not buildlog.is_noise(line):
-                        tail.append(line)
-                    on_line(line)
+                    step, tail = steps.failed()
+                    raise buildlog.failure(buildlog.step_title(step), chunk["error"], tail)
+                steps.feed(chunk)
+            steps.finish()
+
+    def _buildkit_stream(
+        self, context: BuildContext, tag: str, labels: dict[str, str], network: str | None, no_cache: bool
+    ) -> Iterator[dict[str, Any]]:
+        """/build with version=2: BuildKit, without a session (none is needed for cache mounts)."""
+        api = self.client.api
+        params: dict[str, Any] = {
+            "t": tag,
+            "labels": json.dumps(labels),
+            "rm": "1",
+            "forcerm": "1",
+            "version": "2",
+            "nocache": "1" if no_cache else "0",
+        }
+        if network:
+            params["networkmode"] = network
+        response = api._post(
+            api._url("/build"),
+            params=params,
+            data=context.tar(),
+            headers={"Content-Type": "application/x-tar"},
+            stream=True,
+            timeout=None,  # a step may print nothing for long
+        )
+        try:
+            api._raise_for_status(response)
+        except docker.errors.APIError as exc:
+            if "buildkit" in str(exc.explanation or exc).lower():
+                raise BuildKitUnavailable(f"The engine at {self.where} does not build with BuildKit.") from exc
+            raise
+        return api._stream_helper(response, decode=True)
 
     def untag(self, name: str) -> None:
         with contextlib.suppress(docker.errors.DockerException):
