@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # sshd: SETUID/SETGID to become the user, SYS_CHROOT for its privilege-separation chroot (it refuses
-# logins without), NET_BIND_SERVICE for port 22 where the engine does not open low ports to all (Docker
-# before 20.10, some Podman setups). Root in the box (the entrypoint, `deepbox up` writing the box user's
-# secrets, token and dotfiles): CHOWN, DAC_OVERRIDE, FOWNER.
+# logins without), AUDIT_WRITE for the audit record of every terminal login (Debian's sshd ends such a
+# session when it cannot write one: "linux_audit_write_entry failed"), NET_BIND_SERVICE for port 22
+# where the engine does not open low ports to all (Docker before 20.10, some Podman setups). Root in the
+# box (the entrypoint, `deepbox up` writing the box user's secrets, token and dotfiles): CHOWN,
+# DAC_OVERRIDE, FOWNER.
 BASE_CAPABILITIES = (
+    "AUDIT_WRITE",
     "CHOWN",
     "DAC_OVERRIDE",
     "FOWNER",
@@ -22,15 +25,15 @@ BASE_CAPABILITIES = (
     "SETUID",
     "SYS_CHROOT",
 )
-# sudo writes an audit record on every call and warns on each without AUDIT_WRITE; under sudo, apt keeps
-# the setgid bits of what it installs with FSETID and stops its download helpers (another user) with
-# KILL, as `sudo kill` stops the box user's processes.
-SUDO_CAPABILITIES = ("AUDIT_WRITE", "FSETID", "KILL")
+# Under sudo, apt keeps the setgid bits of what it installs with FSETID and stops its download helpers
+# (another user) with KILL, as `sudo kill` stops the box user's processes. (sudo's audit record on every
+# call needs AUDIT_WRITE, which every box has for sshd.)
+SUDO_CAPABILITIES = ("FSETID", "KILL")
 # Counts threads too: a training job with DataLoader workers on a many-core server runs thousands, a
 # fork bomb millions.
 PIDS_LIMIT = 32768
 # Part of a box's settings hash: raising it makes `deepbox up` recreate boxes made under an older profile.
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
 
 
 @dataclass(frozen=True)

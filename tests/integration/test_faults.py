@@ -51,9 +51,10 @@ def test_a_failing_build_leaves_the_old_box_running_and_reachable(make_project, 
     failed = box.run("up")
     assert failed.returncode == 1
     last = failed.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: The image build failed at ") and last.endswith(
-        "Fix that step's input (see the log above) and run `deepbox up` again."
+    assert last.startswith("Error: The image build failed at step ") and last.endswith(
+        ".log) and run `deepbox up` again."
     ), failed.stderr
+    assert "Fix that step's input (see the log above; all of it is in " in last
     assert box.ssh("echo still-here").stdout.strip() == "still-here"
 
 

@@ -168,7 +168,10 @@ def test_jupyter_is_restarted_when_it_dies(notebook_box, docker_client):
     ]
     before = container.exec_run(find).output.decode().split()
     assert before, "no JupyterLab process in the box"
-    container.exec_run(["sh", "-c", f"kill {before[0]}"])
+    # As its own user: root in the box lacks CAP_KILL (the box's profile), so it may not signal the box user.
+    owner = container.exec_run(["stat", "-c", "%u", f"/proc/{before[0]}"]).output.decode().strip()
+    killed = container.exec_run(["kill", before[0]], user=owner)
+    assert killed.exit_code == 0, killed.output
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         after = container.exec_run(find).output.decode().split()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import urllib.request
 from urllib.parse import parse_qs, urlparse
@@ -79,6 +80,12 @@ def test_the_box_works_under_its_profile_and_refuses_what_was_dropped(box, docke
     assert ran.code == 0, ran.err
     assert ran.out.split() == ["42", str(OWNER[0])]
     assert (box.path / "answer.txt").stat().st_uid == OWNER[0]
+    # A login with a terminal: sshd ends it when it cannot write the login's audit record (AUDIT_WRITE).
+    terminal = subprocess.run(
+        ["ssh", "-F", str(box.home / ".ssh/config"), "-o", "BatchMode=yes", "-tt", box.alias],
+        input="echo tty-$((6 * 7))\nexit\n", capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "tty-42" in terminal.stdout, terminal.stdout + terminal.stderr
     _jupyter_answers(box.up["jupyter_url"])
 
     # What was removed is refused, to root in the box too.
