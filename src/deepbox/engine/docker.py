@@ -550,7 +550,7 @@ class DockerEngine(Engine):
             try:
                 made = api.commit(copy["Id"], repository=repository, tag=version, message=message)
             finally:
-                api.remove_container(copy["Id"], force=True)
+                api.remove_container(copy["Id"], force=True, v=True)  # and the anonymous volumes its image declares
             return str(made["Id"])
 
     # Containers -------------------------------------------------------------------------------
