@@ -8,8 +8,9 @@ pointing at a socket that does not exist, so no unit test can reach a real engin
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,12 @@ try:
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 except ImportError:  # the property tests skip without hypothesis
     pass
+
+
+@pytest.fixture
+def squatter() -> Iterator[int]:
+    """A port this test process listens on."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        yield listening.getsockname()[1]

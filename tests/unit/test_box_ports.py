@@ -6,9 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +19,6 @@ from deepbox.site import LocalSite, ServerSite
 
 LOCAL = LocalSite(Location(DEFAULT_SOCKET, "the default socket"))
 SERVER = ServerSite(Location("ssh://tester@gpu-server", "host in deepbox.toml"))
-
-
-@pytest.fixture
-def squatter() -> Iterator[int]:
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        yield listening.getsockname()[1]
 
 
 def _error(project: Path) -> str:

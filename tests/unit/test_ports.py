@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,15 +26,6 @@ PROC_NET_TCP = """\
    2: 0100007F:08AE 0100007F:C6E4 01 00000000:00000000 00:00000000 00000000  1000        0 52200 1 00000000f57a22ca 20 4 30 10 -1
    3: 020200C0:C6EA 507100CB:01BB 06 00000000:00000000 03:0000151A 00000000     0        0 0 3 000000005902101f
 """  # noqa: E501 - the kernel's own line length
-
-
-@pytest.fixture
-def squatter() -> Iterator[int]:
-    """A port this test process listens on."""
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        yield listening.getsockname()[1]
 
 
 def test_listening_inodes_reads_listening_sockets_only():
