@@ -21,7 +21,7 @@ from typing import IO, Protocol
 
 from filelock import FileLock, Timeout
 
-from deepbox import baseimage, boxsecrets, catalog, drift, gpu, lock, paths, progress, ssh, state
+from deepbox import baseimage, boxsecrets, catalog, drift, gpu, lock, paths, progress, slurm, ssh, state
 from deepbox.config import BoxPort, Spec
 from deepbox.dockerfile import VENV, plan_for, render
 from deepbox.engine import (
@@ -283,6 +283,7 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
         raise bind_error
     ssh.require_client()
     key = ssh.ensure_client_key(spec.name, spec.ssh_key)
+    spec = site.start(spec, reporter)  # a Slurm cluster: the box's job, running, and the GPUs it was given
     engine = site.engine()
     existing = engine.container(spec.container_name)
     if existing is not None:
@@ -593,10 +594,13 @@ def _create(
 ) -> Container:
     """previous: box port -> host port of the box this one replaces, kept where they are still free."""
     home_volume, key_volume = volume_names(spec.engine_name)
+    job = site.job()
     labels = {
         LABEL_BOX: spec.engine_name,
         LABEL_PROJECT: str(spec.project),
         **({LABEL_OWNER: spec.server_user} if spec.server_user else {}),
+        # A Slurm job's box: its job removes it (and the Epilog, if the job was killed).
+        **({slurm.LABEL_JOB: job.id} if job is not None else {}),
     }
     engine.volume_ensure(home_volume, labels)
     engine.volume_ensure(key_volume, labels)
@@ -871,8 +875,28 @@ def _owned(container: Container, user: str) -> bool:
     return owner == user if owner is not None else container.labels[LABEL_BOX].startswith(f"{user}-")
 
 
-def down(box: str, site: Site, reporter: Reporter) -> bool:
-    """Stop the box; returns False when it was not running. Nothing is deleted."""
+def down(box: str, site: Site, reporter: Reporter) -> str:
+    """Stop the box; nothing is deleted. Returns what happened, for the command's last line. A Slurm
+    job's box is removed with its volumes and its job cancelled: nothing may stay on a lent node."""
+    if not site.keeps_stopped_boxes:
+        return f"Removed {', '.join(_end_job(box, site, reporter))}."
+    return f"Box '{box}' {'stopped' if _stop(box, site, reporter) else 'was not running'}."
+
+
+def _end_job(box: str, site: Site, reporter: Reporter) -> list[str]:
+    """A Slurm job's box: the box and its volumes removed through its engine while the job runs, then the
+    job cancelled (which would remove them too). Either may be gone already; not both."""
+    job = site.job()
+    removed = []
+    if job is None or job.state == "RUNNING":
+        removed = _remove(box, True, site, reporter)
+    if job is not None:
+        site.release(reporter)
+        removed.append(f"Slurm job {job.id}")
+    return removed
+
+
+def _stop(box: str, site: Site, reporter: Reporter) -> bool:
     with box_lock(box, reporter):
         engine = site.engine()
         container = _require(site, box)
@@ -885,7 +909,14 @@ def down(box: str, site: Site, reporter: Reporter) -> bool:
 
 
 def rm(box: str, volumes: bool, site: Site, reporter: Reporter) -> list[str]:
-    """Remove the container (and with volumes=True its volumes); mounted host folders are never touched."""
+    """Remove the container (and with volumes=True its volumes); mounted host folders are never touched.
+    A Slurm job's box goes with its volumes and its job."""
+    if not site.keeps_stopped_boxes:
+        return _end_job(box, site, reporter)
+    return _remove(box, volumes, site, reporter)
+
+
+def _remove(box: str, volumes: bool, site: Site, reporter: Reporter) -> list[str]:
     with box_lock(box, reporter):
         engine = site.engine()
         container = engine.container(f"deepbox-{box}")
@@ -915,7 +946,26 @@ def rm(box: str, volumes: bool, site: Site, reporter: Reporter) -> list[str]:
 
 def status(site: Site, name: str | None = None) -> list[BoxStatus]:
     """Every box on the engine (on a server, the server user's own), quickly (no command runs in them);
-    or box NAME alone, with how its packages differ from deepbox.lock when it runs (one command in the box)."""
+    or box NAME alone, with how its packages differ from deepbox.lock when it runs (one command in the box).
+    On a Slurm cluster, every box that has a job, each through its own job's engine."""
+    jobs = site.listed_boxes() if name is None else None
+    if jobs is None:
+        return _engine_status(site, name)
+    rows = []
+    for box_name, job in jobs:
+        site.select(box_name)
+        # Still starting, or its box is gone: then the job's own row says where it stands.
+        with contextlib.suppress(DeepboxError):
+            rows += _engine_status(site, box_name, drift_check=False) if job.state == "RUNNING" else []
+        if not any(row.box == box_name for row in rows):
+            state = job.state.lower()
+            rows.append(
+                BoxStatus(box_name, state, "", None, "", f"deepbox-{box_name}", None, host=site.host, job=job.as_dict())
+            )
+    return sorted(rows, key=lambda row: row.box)
+
+
+def _engine_status(site: Site, name: str | None, drift_check: bool = True) -> list[BoxStatus]:
     engine = site.engine()
     where = engine.info().describe()
     rows = []
@@ -940,7 +990,10 @@ def status(site: Site, name: str | None = None) -> list[BoxStatus]:
                 host=site.host,
                 engine=where,
                 ports=reached_ports(container, site),
-                drift=drift.check(engine, container) if name is not None and container.status == "running" else None,
+                drift=drift.check(engine, container)
+                if drift_check and name is not None and container.status == "running"
+                else None,
+                job=job.as_dict() if (job := site.job()) is not None else None,
             )
         )
     return sorted(rows, key=lambda row: row.box)

@@ -135,6 +135,7 @@ def _spec(ctx: click.Context, *, bind: bool = False) -> tuple[Spec, Site]:
     config, source = _config(ctx)
     site = _site(ctx, config)
     spec = resolve(config, _project(ctx), source, site.account(), site.host, _chosen_box(ctx))
+    site.select(spec.engine_name)  # on a Slurm cluster, the engine is this box's job's
     return (site.bind(spec) if bind else spec), site
 
 
@@ -182,6 +183,7 @@ def _target(ctx: click.Context, name: str | None) -> tuple[str, Site]:
     spec, site = _spec(ctx)
     if name is not None:
         spec = dataclasses.replace(spec, name=name)
+        site.select(spec.engine_name)
     return spec.engine_name, site
 
 
@@ -196,6 +198,7 @@ def _box_spec(ctx: click.Context, name: str | None) -> tuple[Spec, Site]:
         from deepbox.config import box_names, load_config, resolve
         from deepbox.errors import DeepboxError
 
+        site.select(dataclasses.replace(spec, name=name).engine_name)
         project = box.project_of(dataclasses.replace(spec, name=name).engine_name, site)
         if not project.is_dir():
             raise DeepboxError(
@@ -535,12 +538,14 @@ def lock_command(ctx: click.Context, check: bool, upgrade: tuple[str, ...], as_j
 @project_option
 @click.pass_context
 def down(ctx: click.Context, name: str | None) -> None:
-    """Stop the box (this project's, or NAME). Nothing is deleted."""
+    """Stop the box (this project's, or NAME). Nothing is deleted.
+
+    On a Slurm cluster the box is removed instead and its job cancelled: a node is lent for a job.
+    """
     from deepbox import box
 
     box_name, site = _target(ctx, name)
-    stopped = box.down(box_name, site, ConsoleReporter())
-    _console().print(f"Box '{box_name}' {'stopped' if stopped else 'was not running'}.")
+    _console().print(box.down(box_name, site, ConsoleReporter()))
 
 
 @cli.command()
@@ -602,8 +607,11 @@ def status(ctx: click.Context, name: str | None, as_json: bool, all_hosts: bool)
 
     table = Table()
     columns = ("box", "state", "image", "port", "gpus", "project", "uptime")
+    jobs = any(row.job for row in rows)  # boxes on a Slurm cluster: their jobs too
     for column in ("host", *columns) if all_hosts else columns:
         table.add_column(column)
+    if jobs:
+        table.add_column("slurm job")
     for row in rows:
         table.add_row(
             *([row.host or "local"] if all_hosts else []),
@@ -614,6 +622,7 @@ def status(ctx: click.Context, name: str | None, as_json: bool, all_hosts: bool)
             row.gpus or "-",
             row.project,
             _duration(row.uptime_seconds),
+            *([_job_cell(row.job)] if jobs else []),
         )
     if rows:
         table.caption = "Engine: " + "; ".join(dict.fromkeys(row.engine for row in rows))
@@ -622,6 +631,15 @@ def status(ctx: click.Context, name: str | None, as_json: bool, all_hosts: bool)
             _print_drift(rows[0])
     else:
         click.echo("No boxes yet: run `deepbox up` in a project folder.")
+
+
+def _job_cell(job: dict[str, str] | None) -> str:
+    """'1234 RUNNING on node1, 7:59:12 left' for a box on a Slurm cluster."""
+    if not job:
+        return "-"
+    where = f" on {job['node']}" if job["node"] else ""
+    left = f", {job['time_left']} left" if job["state"] == "RUNNING" and job["time_left"] else ""
+    return f"{job['id']} {job['state']}{where}{left}"
 
 
 def _print_drift(row: BoxStatus) -> None:

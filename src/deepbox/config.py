@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from deepbox import hostos
 from deepbox.errors import ConfigError
 from deepbox.gpu import GpuRequest, parse_request
+from deepbox.slurm import JobRequest
 
 if TYPE_CHECKING:
     from deepbox.model import Account
@@ -51,7 +52,7 @@ _PATTERNS = {
     "shm_size": _SIZE.pattern,
     "python": f"^$|{_VERSION.pattern}",
     "cuda": f"^auto$|{_CUDA.pattern}",
-    "host": "^$|^(ssh|unix|tcp)://",
+    "host": "^$|^(ssh|slurm|unix|tcp)://",
     "workspace": "^/.",
     # host[:port]/namespace: a registry host (a dot, a port or "localhost" tells it from a Docker Hub user)
     "registry": r"^$|^([a-z0-9-]+(\.[a-z0-9-]+)*:[0-9]+|[a-z0-9-]+(\.[a-z0-9-]+)+|localhost)"
@@ -111,6 +112,28 @@ class UserSettings(_Section):
                 "must be a lower-case Linux user name other than root (the box user is root only by default, "
                 "on a root host whose project folder is root's)"
             )
+        return value
+
+
+class SlurmSettings(_Section):
+    """[slurm]: what each box's job asks a Slurm cluster for (host = "slurm://user@login-node"); what is
+    left out is the cluster's default."""
+
+    partition: str = Field(default="", description='The partition (sbatch --partition), e.g. "gpu".')
+    gres: str = Field(default="", description='Generic resources (sbatch --gres), e.g. "gpu:1" or "gpu:a100:2".')
+    gpus: int = Field(default=0, ge=0, description="GPUs for the job (sbatch --gpus), on clusters that count them so.")
+    time: str = Field(default="", description='The time limit (sbatch --time), e.g. "8:00:00" or "1-00:00:00".')
+    account: str = Field(default="", description="The account to charge (sbatch --account).")
+    qos: str = Field(default="", description="The quality of service (sbatch --qos).")
+    constraint: str = Field(default="", description='Node features (sbatch --constraint), e.g. "a100".')
+    cpus: int = Field(default=0, ge=0, description="CPUs for the box (sbatch --cpus-per-task).")
+    mem: str = Field(default="", description='Memory for the box (sbatch --mem), e.g. "32G".')
+
+    @field_validator("partition", "gres", "time", "account", "qos", "constraint", "mem")
+    @classmethod
+    def _one_word(cls, value: str) -> str:
+        if any(char.isspace() for char in value):
+            raise ValueError("must be one word, as sbatch takes it")
         return value
 
 
@@ -228,6 +251,7 @@ class _BoxSettings(_Section):
         json_schema_extra={"propertyNames": {"pattern": _ENV_NAME.pattern}},
     )
     secrets: SecretsSettings = SecretsSettings()
+    slurm: SlurmSettings = SlurmSettings()
     ssh: SshSettings = SshSettings()
     user: UserSettings = UserSettings()
     build: BuildSettings = BuildSettings()
@@ -263,8 +287,9 @@ class _BoxSettings(_Section):
     )
     host: str = Field(
         default="",
-        description='The engine: a server\'s ("ssh://user@server[:port]", reached with your ssh client), a '
-        '"unix://" socket or a "tcp://" address; "" leaves it to DOCKER_HOST and the Docker contexts.',
+        description='The engine: a server\'s ("ssh://user@server[:port]", reached with your ssh client), a Slurm '
+        'cluster\'s ("slurm://user@login-node": a job per box, see [slurm]), a "unix://" socket or a "tcp://" '
+        'address; "" leaves it to DOCKER_HOST and the Docker contexts.',
         **_pattern("host"),
     )
     context: str = Field(default="", description="A Docker context (`docker context ls`) whose engine to use.")
@@ -300,8 +325,10 @@ class _BoxSettings(_Section):
     @field_validator("host")
     @classmethod
     def _valid_host(cls, value: str) -> str:
-        if value and not value.startswith(("ssh://", "unix://", "tcp://")):
-            raise ValueError('must be "ssh://user@server", a "unix://" socket or a "tcp://" address')
+        if value and not value.startswith(("ssh://", "slurm://", "unix://", "tcp://")):
+            raise ValueError(
+                'must be "ssh://user@server", "slurm://user@login-node", a "unix://" socket or a "tcp://" address'
+            )
         return value
 
     @field_validator("registry")
@@ -519,6 +546,7 @@ class Spec:
     secrets_file: Path | None = None
     secrets_from_env: tuple[tuple[str, str], ...] = ()
     box: str = ""  # the [box.NAME] table this box comes from; "" for the project's box, the top level
+    slurm: JobRequest = JobRequest()  # noqa: RUF009 - frozen; [slurm], for a box on a Slurm cluster
 
     @property
     def lock_file(self) -> str:
@@ -1026,6 +1054,7 @@ def resolve(
         dotfiles=config.dotfiles,
         registry=config.registry,
         secrets_file=_host_path(config.secrets.env_file, project) if config.secrets.env_file else None,
+        slurm=JobRequest(**config.slurm.model_dump()),
         secrets_from_env=tuple(
             sorted((name, source.env) for name, source in (config.secrets.model_extra or {}).items())
         ),

@@ -149,6 +149,7 @@ class BoxStatus:
     ports: list[ReachedPort] = field(default_factory=list)
     drift: Drift | None = None  # `status NAME` of a running box only: its packages against deepbox.lock
     image_source: str = ""  # built | pulled (from the registry); "" for a box made before deepbox said
+    job: dict[str, str] | None = None  # a Slurm cluster's box: its job's id, state, node and time left
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -41,14 +41,19 @@ class Server:
 
 
 def parse(url: str) -> Server:
-    """'ssh://[user@]host[:port]' -> Server; anything else is a ConfigError with the right form."""
+    """'ssh://[user@]host[:port]' (or slurm://, a cluster's login node) -> Server; anything else is a
+    ConfigError with the right form."""
     parts = urlsplit(url)
-    if parts.scheme != "ssh" or not parts.hostname or parts.path not in ("", "/") or parts.query:
-        raise ConfigError(f"host = {url!r} is not an ssh URL; write it as ssh://user@server or ssh://user@server:2222.")
+    scheme = parts.scheme if parts.scheme in ("ssh", "slurm") else "ssh"
+    example = "user@server" if scheme == "ssh" else "user@login-node"
+    if parts.scheme != scheme or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ConfigError(
+            f"host = {url!r} is not an {scheme} URL; write it as {scheme}://{example} or {scheme}://{example}:2222."
+        )
     try:
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"host = {url!r} has an invalid port; write it as ssh://user@server:2222.") from exc
+        raise ConfigError(f"host = {url!r} has an invalid port; write it as {scheme}://{example}:2222.") from exc
     return Server(url=url, hostname=parts.hostname, user=parts.username, port=port)
 
 
@@ -61,12 +66,18 @@ def _ssh_args(server: Server) -> list[str]:
     return [*args, server.destination]
 
 
-def run(server: Server, command: str, *, timeout: float = 60) -> str:
-    """Run a shell command on the server; a failure is one sentence naming the server."""
+def run(server: Server, command: str, *, timeout: float = 60, stdin: str | None = None) -> str:
+    """Run a shell command on the server (`stdin` its input); a failure is one sentence naming the server."""
     ssh.control_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         done = subprocess.run(
-            [*_ssh_args(server), command], capture_output=True, text=True, timeout=timeout, check=False
+            [*_ssh_args(server), command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
         raise DeepboxError(f"The server {server.jump} did not answer over ssh within {timeout:.0f} s.") from exc
@@ -77,8 +88,16 @@ def run(server: Server, command: str, *, timeout: float = 60) -> str:
                 f"Cannot reach the server {server.jump} over ssh ({reason}); check that `ssh {server.jump}` "
                 "works without a password prompt (key or agent) and that its host key is known."
             )
-        raise DeepboxError(f"A command on the server {server.jump} failed ({reason}).")
+        raise CommandFailed(f"A command on the server {server.jump} failed ({reason}).", reason)
     return done.stdout
+
+
+class CommandFailed(DeepboxError):
+    """A command on the server ran and failed; `reason` is the last line it printed on stderr."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Tunnel:

@@ -8,23 +8,31 @@ server's facts come from one ssh call, made only when first needed (never while 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
 import shlex
 import shutil
 import socket
+import time
 from abc import ABC, abstractmethod
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
 from deepbox import engine as engines
-from deepbox import hostos, remote
+from deepbox import hostos, remote, slurm, ssh
 from deepbox.config import BoxUser, Spec
 from deepbox.engine import Engine, Location
 from deepbox.errors import DeepboxError
+from deepbox.gpu import GpuRequest
 from deepbox.model import Account
+
+
+class Reporter(Protocol):
+    def step(self, message: str) -> None: ...
 
 
 class Site(ABC):
@@ -75,6 +83,32 @@ class Site(ABC):
 
     def account(self) -> Account | None:
         """The server account the box user mirrors; None here (the box mirrors the local user)."""
+        return None
+
+    # A Slurm cluster runs each box in a job of its own; elsewhere these do nothing.
+
+    def select(self, box: str) -> None:  # noqa: B027 - a hook only a Slurm site needs
+        """The box (its name on the engine) that the next engine calls are about."""
+
+    def start(self, spec: Spec, reporter: Reporter) -> Spec:
+        """Make the box's engine ready for `up`; the spec as it runs there."""
+        return spec
+
+    def job(self) -> slurm.Job | None:
+        """The Slurm job that holds the selected box; None elsewhere."""
+        return None
+
+    def release(self, reporter: Reporter) -> str:
+        """End what holds the selected box once it is removed; what happened, "" for nothing."""
+        return ""
+
+    @property
+    def keeps_stopped_boxes(self) -> bool:
+        """False where a stopped box cannot stay (a Slurm node is lent for a job): `down` removes it."""
+        return True
+
+    def listed_boxes(self) -> list[tuple[str, slurm.Job]] | None:
+        """(box, job) for each box `status` lists, where each has an engine of its own; None: the engine's."""
         return None
 
     @abstractmethod
@@ -357,5 +391,196 @@ class ServerSite(Site):
         return LocalSite(Location(engines.DEFAULT_SOCKET, "this machine"))
 
 
+class SlurmSite(ServerSite):
+    """A Slurm cluster: the login node is the server for the box's files (the shared home holds the
+    project folder, `sync` and the mounts) and for the account; each box runs in a job of its own, under
+    the user's rootless Podman on the node Slurm picks, reached through the login node (login -> node ->
+    box). The engine is the selected box's job's, so commands select the box first."""
+
+    def __init__(self, location: Location) -> None:
+        super().__init__(location)
+        self._box = ""
+        self._job: slurm.Job | None = None
+        self._ready: slurm.Ready | None = None
+
+    @property
+    def jump(self) -> str | None:
+        return ssh.node_alias(self._box) if self._box else self.server.jump
+
+    @property
+    def keeps_stopped_boxes(self) -> bool:
+        return False
+
+    def select(self, box: str) -> None:
+        if box != self._box:
+            self.close()
+            self._box, self._job, self._ready = box, None, None
+
+    def bind(self, spec: Spec) -> Spec:
+        return replace(spec, user_namespace="keep-id")  # the user's rootless Podman, known without asking
+
+    def jobs(self) -> list[slurm.Job]:
+        """The user's deepbox jobs that have not ended."""
+        listed = slurm.parse_squeue(remote.run(self.server, slurm.squeue_command()))
+        return [job for job in listed if job.state not in slurm.ENDED]
+
+    def _current_job(self) -> slurm.Job | None:
+        return next((job for job in self.jobs() if job.box == self._box), None)
+
+    def job(self) -> slurm.Job | None:
+        if self._job is None and self._box:
+            self._job = self._current_job()
+        return self._job
+
+    def start(self, spec: Spec, reporter: Reporter) -> Spec:
+        """A running job for the box (its own, or a new one), its engine ready; the spec with the GPUs
+        Slurm gave the job."""
+        self.select(spec.engine_name)
+        if spec.device == "cuda" and not spec.slurm.asks_for_gpus:
+            raise DeepboxError(
+                f"Box '{spec.name}' is a cuda box, and its Slurm job would get no GPU; ask for them in [slurm] in "
+                f'{spec.source or "deepbox.toml"}: gres = "gpu:1" (or gpus = 1).'
+            )
+        job = self._current_job()
+        submitted = job is None
+        if job is None:
+            job_id = self._submit(spec)
+            reporter.step(f"Submitted Slurm job {job_id} for box '{spec.name}' on {self.host}")
+        else:
+            job_id = job.id
+        try:
+            self._wait(job_id, reporter)
+        except KeyboardInterrupt:
+            if submitted:
+                with contextlib.suppress(DeepboxError):
+                    remote.run(self.server, f"scancel {shlex.quote(job_id)}")
+            raise
+        if spec.device != "cuda":
+            return spec
+        assert self._ready is not None
+        # Slurm's allocation, never "all": the node's other GPUs belong to other jobs.
+        return replace(spec, gpus=GpuRequest(device_ids=self._ready.gpus))
+
+    def _submit(self, spec: Spec) -> str:
+        try:
+            submit = slurm.sbatch_command(spec.engine_name, spec.slurm)
+            output = remote.run(self.server, submit, stdin=slurm.job_script(spec.engine_name))
+        except remote.CommandFailed as exc:
+            raise DeepboxError(
+                f"Slurm refused box '{spec.name}''s job on {self.host} ({exc.reason}); fix [slurm] in "
+                f"{spec.source or 'deepbox.toml'} (`sinfo` on the login node lists partitions and nodes)."
+            ) from None
+        return output.strip().split(";")[0]
+
+    def _wait(self, job_id: str, reporter: Reporter) -> None:
+        """Until the job runs and its engine listens, saying why it waits whenever that changes."""
+        said = ""
+        ask = f'{slurm.squeue_command()}; echo ---; cat "{slurm.ready_path(job_id)}" 2>/dev/null; true'
+        while True:
+            listing, _, ready_text = remote.run(self.server, ask).partition("---\n")
+            job = next((job for job in slurm.parse_squeue(listing) if job.id == job_id), None)
+            if job is None or job.state in slurm.ENDED:
+                raise self._ended(job_id)
+            ready = slurm.parse_ready(ready_text)
+            if ready is not None and job.state == "RUNNING":
+                self._adopt(job, ready)
+                reporter.step(f"Box '{self._box}' has {job.describe()}")
+                return
+            news = job.describe() if job.state != "RUNNING" else f"Slurm job {job_id} on {job.node}: starting Podman"
+            if news != said:
+                reporter.step(f"Waiting: {news}")
+                said = news
+            time.sleep(1)
+
+    def _ended(self, job_id: str) -> DeepboxError:
+        log = slurm.log_path(job_id)
+        try:
+            tail = remote.run(self.server, f'tail -n 5 "{log}" 2>/dev/null; true').strip().splitlines()
+        except DeepboxError:
+            tail = []
+        last = f" ({tail[-1].strip()})" if tail else ""
+        return DeepboxError(
+            f"Slurm job {job_id} of box '{self._box}' ended before its engine started{last}; its log is {log} on "
+            f"{self.server.jump}.",
+            detail="\n".join(tail),
+        )
+
+    def _adopt(self, job: slurm.Job, ready: slurm.Ready) -> None:
+        """The job's node becomes the hop to the box: its host key pinned, its ssh alias written."""
+        self._job, self._ready = job, ready
+        node_alias = ssh.node_alias(self._box)
+        ssh.pin_host_key(node_alias, ready.host_key)
+        login = [*(["-p", str(self.server.port)] if self.server.port else []), self.server.destination]
+        ssh.write_node(node_alias, ready.node, self.account().name, self.server.jump, ssh.login_identities(login))
+
+    def _node(self) -> remote.Server:
+        return remote.Server(url=self.location.url, hostname=ssh.node_alias(self._box))
+
+    def _connect(self) -> Engine:
+        if not self._box:
+            raise DeepboxError(
+                f"On the Slurm cluster {self.host} each box has an engine of its own, in its job; name the box "
+                "(`deepbox status` lists them)."
+            )
+        if self._ready is None:
+            job = self.job()
+            if job is None or job.state != "RUNNING":
+                state = f" ({job.describe()})" if job is not None else ""
+                raise DeepboxError(
+                    f"Box '{self._box}' has no running job on the Slurm cluster {self.host}{state}; `deepbox up` "
+                    "submits one."
+                )
+            ready = slurm.parse_ready(remote.run(self.server, f'cat "{slurm.ready_path(job.id)}" 2>/dev/null; true'))
+            if ready is None:
+                raise DeepboxError(f"Box '{self._box}''s {job.describe()} is still starting; try again in a moment.")
+            self._adopt(job, ready)
+        assert self._ready is not None
+        tunnel = remote.Tunnel(self._node(), self._ready.socket)
+        try:
+            return engines.connect(self.location, url=tunnel.url, on_close=tunnel.close)
+        except DeepboxError:
+            tunnel.close()
+            raise
+
+    def release(self, reporter: Reporter) -> str:
+        """End the selected box's job (after its box was removed): scancel, then wait for Slurm to say
+        so. Returns what happened, for the command's last line; "" when there was no job."""
+        job = self.job()
+        self.close()
+        node_alias = ssh.node_alias(self._box)
+        ssh.remove_host(node_alias)
+        ssh.forget_host(node_alias)
+        if job is None:
+            return ""
+        reporter.step(f"Cancelling Slurm job {job.id}")
+        remote.run(self.server, f"scancel {shlex.quote(job.id)}")
+        for _ in range(60):
+            if all(other.id != job.id for other in self.jobs()):
+                break
+            time.sleep(1)
+        self._job, self._ready = None, None
+        return f"Slurm job {job.id} cancelled."
+
+    def nvidia_smi(self) -> str | None:
+        from deepbox import gpu
+
+        if self._ready is None:
+            return None
+        try:
+            return remote.run(self._node(), gpu.NVIDIA_SMI)
+        except DeepboxError:
+            return None
+
+    def listed_boxes(self) -> list[tuple[str, slurm.Job]] | None:
+        return [(job.box, job) for job in self.jobs()]
+
+    def describe(self, path: str = "") -> str:
+        if path and self._ready is not None:
+            return f"{self._ready.node}:{path} (Slurm job {self._job.id if self._job else '?'}, {self.host})"
+        return super().describe(path)
+
+
 def site_for(location: Location) -> Site:
+    if location.url.startswith("slurm://"):
+        return SlurmSite(location)
     return ServerSite(location) if location.server else LocalSite(location)

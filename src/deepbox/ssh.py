@@ -187,6 +187,48 @@ def host_block(endpoint: Endpoint) -> str:
     )
 
 
+def node_alias(box: str) -> str:
+    """The alias of the Slurm node that box's alias jumps through (box: its name on the engine)."""
+    return f"deepbox-{box}.node"
+
+
+def node_block(node_name: str, node: str, user: str, login_jump: str, identities: list[str]) -> str:
+    """The hop from the login node to a Slurm job's node: pinned like a box (the key the job reported),
+    with the identities the user's ssh uses for the login node, since a cluster's nodes take the same."""
+    return "\n".join(
+        [
+            BLOCK_START.format(alias=node_name),
+            f"Host {node_name}",
+            f"    HostName {node}",
+            f"    User {user}",
+            f"    ProxyJump {login_jump}",
+            *(f"    IdentityFile {_quote(identity)}" for identity in identities),
+            f"    UserKnownHostsFile {_quote(paths.known_hosts())}",
+            f"    HostKeyAlias {node_name}",
+            "    StrictHostKeyChecking yes",
+            "    ServerAliveInterval 30",
+            BLOCK_END.format(alias=node_name),
+            "",
+        ]
+    )
+
+
+def write_node(node_name: str, node: str, user: str, login_jump: str, identities: list[str]) -> None:
+    with shared_files_lock():
+        blocks = _blocks(_read(paths.owned_ssh_config()))
+        blocks[node_name] = node_block(node_name, node, user, login_jump, identities)
+        _write_owned(blocks)
+        ensure_include()
+
+
+def login_identities(destination: list[str]) -> list[str]:
+    """The IdentityFile values ssh uses for a destination (`ssh -G`: the user's config and defaults)."""
+    done = subprocess.run(
+        [*ssh_base_args(), "-G", *destination], capture_output=True, text=True, timeout=10, check=False
+    )
+    return [line.split(" ", 1)[1] for line in done.stdout.splitlines() if line.startswith("identityfile ")]
+
+
 def _blocks(text: str) -> dict[str, str]:
     """Alias -> block text, from the file deepbox owns."""
     blocks: dict[str, str] = {}

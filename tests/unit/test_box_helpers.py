@@ -113,6 +113,12 @@ class FakeSite:
     def account(self):
         return self._account
 
+    def listed_boxes(self):
+        return None
+
+    def job(self):
+        return None
+
 
 def _container(name, status, started="", port=2222):
     return Container(

@@ -134,7 +134,7 @@ def test_config_template_names_every_setting():
     text = config_template("x")
     for field in BoxConfig.model_fields:
         assert f"\n{field} =" in text or f"[{field}]" in text or f"[{field}." in text, field
-    for section in ("ssh", "user", "build", "secrets"):
+    for section in ("ssh", "user", "build", "secrets", "slurm"):
         model = BoxConfig.model_fields[section].annotation
         for field in model.model_fields:
             assert f"\n{field} =" in text or f"\n# {field} =" in text, f"{section}.{field}"

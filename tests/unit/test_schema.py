@@ -30,7 +30,13 @@ def test_the_schema_has_a_title_and_describes_every_key(validator):
     assert schema["title"] == "deepbox.toml"
     assert schema["additionalProperties"] is False
     described = {key for key, field in schema["properties"].items() if field.get("description")}
-    assert described == set(schema["properties"]) - {"ssh", "user", "build", "secrets"}  # tables: their own description
+    assert described == set(schema["properties"]) - {
+        "ssh",
+        "user",
+        "build",
+        "secrets",
+        "slurm",
+    }  # tables: their own description
     for table in (
         "SshSettings",
         "UserSettings",
@@ -38,6 +44,7 @@ def test_the_schema_has_a_title_and_describes_every_key(validator):
         "RunSettings",
         "SecretsSettings",
         "SecretFromEnv",
+        "SlurmSettings",
         "BoxTable",
     ):
         assert schema["$defs"][table]["description"]

@@ -58,7 +58,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Location:
-    """Where the engine is: a URL (unix://, tcp://, or ssh:// for a server), and what said so."""
+    """Where the engine is: a URL (unix://, tcp://, ssh:// for a server, slurm:// for a Slurm cluster's
+    login node), and what said so."""
 
     url: str
     via: str  # "--host", "host in deepbox.toml", "DOCKER_HOST", "Docker context NAME", "the default socket"
@@ -66,7 +67,7 @@ class Location:
 
     @property
     def server(self) -> bool:
-        return self.url.startswith("ssh://")
+        return self.url.startswith(("ssh://", "slurm://"))
 
     def describe(self) -> str:
         return f"{self.url} ({self.via})"
