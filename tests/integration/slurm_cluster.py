@@ -8,6 +8,11 @@ on each node: its storage is node-local (overlay on a tmpfs at the same path on 
 its runtime folder a fixed /run/user/<uid>, as jobs run without systemd. Each node's Podman has
 the base image loaded.
 
+Jobs get no XDG_RUNTIME_DIR (no login session); /run/user/<uid> exists on each node, so Podman
+finds it anyway, but a job script should export it. With proctrack/linuxproc, conmon leaves the
+job's process tree and the container outlives scancel: only an epilog (or the job's own TERM trap)
+removes it. Containers run with --init, which reaps what jobs leave behind.
+
 Every job ends with /etc/slurm/epilog.sh on its node: src/deepbox/assets/slurm-epilog.sh when the
 repository has it, else a script that does nothing; `Cluster.set_epilog` swaps it.
 """
@@ -174,6 +179,11 @@ class Cluster:
         epilog.write_text(script)
         epilog.chmod(0o755)
 
+    def log(self, node: str) -> str:
+        """slurmctld's log on the login node, slurmd's on a compute node."""
+        daemon = "slurmctld" if node == "login" else "slurmd"
+        return self.sh(node, f"cat /var/log/slurm/{daemon}.log")
+
     def drain(self, node: str, reason: str = "test") -> None:
         self.sh("login", f"scontrol update NodeName={node} State=DRAIN Reason={shlex.quote(reason)}")
 
@@ -245,7 +255,7 @@ def cluster(docker_client, home, tmp_path_factory):
             name = f"{PREFIX}-{host}"
             subprocess.run(
                 ["docker", "run", "-d", f"--name={name}", f"--hostname={host}", f"--label=deepbox.test={PREFIX}",
-                 f"--network={network.name}", f"--network-alias={host}", f"-v={volume.name}:/home/{USER}",
+                 "--init", f"--network={network.name}", f"--network-alias={host}", f"-v={volume.name}:/home/{USER}",
                  f"-v={conf_dir}:/etc/slurm", *(["-p=127.0.0.1::22"] if host == "login" else NODE_OPTIONS),
                  image_tag],
                 check=True, capture_output=True,
