@@ -12,6 +12,10 @@ run="/run/user/$uid"
 label="deepbox.slurm.job=$SLURM_JOB_ID"
 runuser -u "$SLURM_JOB_USER" -- env XDG_RUNTIME_DIR="$run" HOME="$(getent passwd "$SLURM_JOB_USER" | cut -d: -f6)" \
     sh -c 'cd / && ids=$(podman ps -aq --filter "label=$1") && { [ -z "$ids" ] || podman rm -f -v -t 0 $ids; } &&
-           volumes=$(podman volume ls -q --filter "label=$1") && { [ -z "$volumes" ] || podman volume rm -f $volumes; }' \
+           volumes=$(podman volume ls -q --filter "label=$1") && { [ -z "$volumes" ] || podman volume rm -f $volumes; }
+           for pid in $(pgrep -u "$(id -u)" -x conmon); do  # exec sessions of containers now gone
+               container=$(tr "\0" "\n" <"/proc/$pid/cmdline" 2>/dev/null | sed -n "/^-c\$/{n;p;q}")
+               [ -z "$container" ] || podman container exists "$container" || kill "$pid" 2>/dev/null
+           done' \
     sh "$label" >/dev/null 2>&1
 exit 0

@@ -24,6 +24,12 @@ remove() {  # every container and volume with label $1
     [ -z "$ids" ] || podman rm -f -v -t 3 $ids >/dev/null
     volumes=$(podman volume ls -q --filter "label=$1")
     [ -z "$volumes" ] || podman volume rm -f $volumes >/dev/null
+    # Podman keeps each exec session's conmon for 5 minutes after it ends (for its API to read the
+    # exit code), even once the container is gone: end those whose container no longer exists.
+    for pid in $(pgrep -u "$(id -u)" -x conmon); do
+        container=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n '/^-c$/{n;p;q}')
+        [ -z "$container" ] || podman container exists "$container" || kill "$pid" 2>/dev/null
+    done
 }
 
 # A box of this name left on this node by a job that could not clean up (killed, node rebooted).
@@ -31,6 +37,7 @@ remove "deepbox.box=$box"
 
 socket="$XDG_RUNTIME_DIR/deepbox-$job.sock"
 ready="$state/$job.ready"
+mkdir -p "$state"
 service=""
 finish() {
     trap '' TERM INT
