@@ -20,12 +20,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-import docker
-import docker.errors
-from docker.models.containers import _create_container_args
-from docker.types import DeviceRequest
-from docker.utils import socket as docker_socket
-
 from deepbox.engine import buildkit, buildlog
 from deepbox.engine.base import (
     LABEL_BOX,
@@ -40,6 +34,7 @@ from deepbox.engine.base import (
     PortInUseError,
     RegistryUnreachable,
 )
+from deepbox.engine.sdk import DeviceRequest, create_container_args, docker, docker_socket
 from deepbox.errors import DeepboxError
 from deepbox.gpu import GpuRequest, nvidia_runtime
 from deepbox.model import BuildContext, BuildEvent
@@ -570,7 +565,7 @@ class DockerEngine(Engine):
         with self._translated("create the box container"):
             # What containers.create() does, with one step of ours between: the SDK accepts only "host"
             # as a user namespace, so Podman's "keep-id" goes straight into the request.
-            arguments = _create_container_args(
+            arguments = create_container_args(
                 {
                     "image": new.image,
                     "command": None,
