@@ -819,6 +819,8 @@ def _images_of(ctx: click.Context, name: str | None) -> tuple[list[BoxImage], Si
         box_name, site = _target(ctx, name)
         return images.box_images(site, box_name), site
     site = _status_site(ctx)
+    if site.listed_boxes() is not None:  # a Slurm cluster: the project's box's job holds its images
+        return _images_of(ctx, _spec(ctx)[0].name)
     return images.box_images(site), site
 
 

@@ -301,6 +301,12 @@ def run(spec: Spec, site: Site) -> list[Finding]:
     at the first. Without an engine, those that need none."""
     static = [*tools_findings(site), *mounts_findings(spec, site)]
     try:
+        pending = site.engine_pending(spec)
+    except DeepboxError as exc:
+        return [Finding("engine", "error", exc.message), *settings_findings(spec, None), *static]
+    if pending is not None:
+        return [Finding("engine", "ok", pending), *settings_findings(spec, None), *static]
+    try:
         engine = site.engine()
         info = engine.info()
     except DeepboxError as exc:

@@ -111,6 +111,11 @@ class Site(ABC):
         """(box, job) for each box `status` lists, where each has an engine of its own; None: the engine's."""
         return None
 
+    def engine_pending(self, spec: Spec) -> str | None:
+        """Where the box's engine exists only once `up` asks for it (a Slurm job) and does not yet: what
+        `doctor` can say instead (a DeepboxError when `up` would fail there); None where it exists."""
+        return None
+
     @abstractmethod
     def connect_host(self, bind: str) -> str:
         """Where ssh connects to reach a box port published on `bind`."""
@@ -560,6 +565,39 @@ class SlurmSite(ServerSite):
             time.sleep(1)
         self._job, self._ready = None, None
         return f"Slurm job {job.id} cancelled."
+
+    def engine_pending(self, spec: Spec) -> str | None:
+        job = self.job()
+        if job is not None and job.state == "RUNNING":
+            return None
+        if job is not None:
+            return f"Box '{spec.name}' has {job.describe()}; its engine starts when the job runs."
+        partition = spec.slurm.partition
+        where = f"-p {shlex.quote(partition)} " if partition else ""
+        states = remote.run(self.server, f"sinfo -h {where}-o '%t %D'").split()
+        if partition and not states:
+            raise DeepboxError(
+                f"The Slurm cluster {self.host} has no partition '{partition}'; set [slurm] partition in "
+                f"{spec.source or 'deepbox.toml'} to one `sinfo` lists."
+            )
+        counts: dict[str, int] = {}
+        for state, count in zip(states[::2], states[1::2], strict=False):
+            counts[state.rstrip("*~#!%$@^-")] = counts.get(state.rstrip("*~#!%$@^-"), 0) + int(count)
+        idle = counts.get("idle", 0)
+        return (
+            f"Box '{spec.name}' has no Slurm job now; `deepbox up` submits one to "
+            f"{f'partition {partition}' if partition else 'the default partition'} of {self.host} "
+            f"({idle} of {sum(counts.values())} node{'s' if sum(counts.values()) != 1 else ''} idle)."
+        )
+
+    def free_bytes(self, path: str) -> int | None:
+        if self._ready is None:
+            return None
+        try:
+            fields = remote.run(self._node(), f"df -Pk {shlex.quote(path)} | tail -n 1").split()
+            return int(fields[3]) * 1024
+        except (DeepboxError, IndexError, ValueError):
+            return None
 
     def nvidia_smi(self) -> str | None:
         from deepbox import gpu

@@ -55,6 +55,13 @@ def test_a_box_in_a_slurm_job_end_to_end(cluster, tmp_path, home):  # noqa: F811
     (project.path / "hello.py").write_text("import os, socket\nprint('hello from', socket.gethostname())\n")
     assert project.deepbox("sync").code == 0
     remote = f"/home/alice/deepbox/{project.name}"
+    doctor = project.deepbox("doctor", "--json")
+    assert doctor.code == 0, doctor.out + doctor.err
+    engine = next(row for row in json.loads(doctor.out) if row["check"] == "engine")
+    assert engine["message"] == (
+        f"Box '{project.name}' has no Slurm job now; `deepbox up` submits one to the default partition of "
+        f"{cluster.url} (2 of 2 nodes idle)."
+    )
     try:
         up = project.deepbox("up", "--json", timeout=1500)
         assert up.code == 0, up.err
@@ -126,6 +133,11 @@ def test_a_job_killed_without_term_leaves_nothing(cluster, tmp_path, home):  # n
 
 def test_slurm_faults_are_one_sentence(cluster, tmp_path, home):  # noqa: F811
     wrong = _slurm_project(cluster, tmp_path, home, "nopart", '[slurm]\npartition = "gpu"\n')
+    doctor = wrong.deepbox("doctor")
+    assert doctor.code == 1
+    assert f"The Slurm cluster {cluster.url} has no partition 'gpu'; set [slurm] partition in" in " ".join(
+        doctor.out.split()
+    )
     result = wrong.deepbox("up")
     assert result.code == 1 and "Traceback" not in result.err
     assert f"Slurm refused box '{PREFIX}-nopart''s job on {cluster.url}" in result.err, result.err
