@@ -222,7 +222,11 @@ def up(spec: Spec, site: Site, reporter: Reporter, *, frozen: bool = False, new_
             "cannot move it; set ssh.port to another port there, or to 0 to let deepbox pick a free one."
         )
     with box_lock(spec.name, reporter):
-        return _up(spec, site, reporter, frozen, new_port)
+        try:
+            return _up(spec, site, reporter, frozen, new_port)
+        except BaseException:
+            site.abandon()  # a Slurm job this `up` submitted: cancelled
+            raise
 
 
 def _prepare(spec: Spec, site: Site, reporter: Reporter, **locking: object) -> tuple[baseimage.BaseFacts, lock.Variant]:

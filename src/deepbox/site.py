@@ -102,6 +102,9 @@ class Site(ABC):
         """End what holds the selected box once it is removed; what happened, "" for nothing."""
         return ""
 
+    def abandon(self) -> None:  # noqa: B027 - a hook only a Slurm site needs
+        """`up` failed: undo what `start` set going for it."""
+
     @property
     def keeps_stopped_boxes(self) -> bool:
         """False where a stopped box cannot stay (a Slurm node is lent for a job): `down` removes it."""
@@ -405,6 +408,7 @@ class SlurmSite(ServerSite):
     def __init__(self, location: Location) -> None:
         super().__init__(location)
         self._box = ""
+        self._submitted = ""  # the job this command submitted, cancelled if `up` fails
         self._job: slurm.Job | None = None
         self._ready: slurm.Ready | None = None
 
@@ -447,24 +451,34 @@ class SlurmSite(ServerSite):
                 f'{spec.source or "deepbox.toml"}: gres = "gpu:1" (or gpus = 1).'
             )
         job = self._current_job()
-        submitted = job is None
         if job is None:
-            job_id = self._submit(spec)
+            job_id = self._submitted = self._submit(spec)
             reporter.step(f"Submitted Slurm job {job_id} for box '{spec.name}' on {self.host}")
         else:
             job_id = job.id
-        try:
-            self._wait(job_id, reporter)
-        except KeyboardInterrupt:
-            if submitted:
-                with contextlib.suppress(DeepboxError):
-                    remote.run(self.server, f"scancel {shlex.quote(job_id)}")
-            raise
+        self._wait(job_id, reporter)
         if spec.device != "cuda":
             return spec
         assert self._ready is not None
+        if not self._ready.gpus:
+            raise DeepboxError(
+                f"Slurm job {job_id} of box '{spec.name}' runs with no GPU (SLURM_JOB_GPUS is empty on "
+                f"{self._ready.node}); check that [slurm] gres or gpus in {spec.source or 'deepbox.toml'} asks "
+                "for GPUs the way the cluster counts them."
+            )
         # Slurm's allocation, never "all": the node's other GPUs belong to other jobs.
         return replace(spec, gpus=GpuRequest(device_ids=self._ready.gpus))
+
+    def abandon(self) -> None:
+        """`up` failed (or was interrupted): a job it submitted would hold its allocation for nothing."""
+        if not self._submitted:
+            return
+        job_id, self._submitted = self._submitted, ""
+        self.close()
+        with contextlib.suppress(DeepboxError):
+            remote.run(self.server, f"scancel {shlex.quote(job_id)}")
+        ssh.remove_host(ssh.node_alias(self._box))
+        self._job, self._ready = None, None
 
     def _submit(self, spec: Spec) -> str:
         try:

@@ -149,6 +149,14 @@ def test_slurm_faults_are_one_sentence(cluster, tmp_path, home):  # noqa: F811
     assert "its Slurm job would get no GPU" in result.err and 'gres = "gpu:1"' in result.err, result.err
     assert cluster.jobs() == []
 
+    # An `up` that fails after submitting its job cancels it: an empty job would hold its node.
+    broken = _slurm_project(cluster, tmp_path, home, "broken", 'pip = ["deepbox-no-such-package-anywhere"]\n')
+    result = broken.deepbox("up", timeout=900)
+    assert result.code == 1 and "Submitted Slurm job" in result.err and "Traceback" not in result.err
+    assert _until(lambda: cluster.jobs() == [], timeout=60)
+    for node in ("node1", "node2"):
+        _nothing_left_on(cluster, node)
+
     missing = _slurm_project(cluster, tmp_path, home, "none")
     result = missing.deepbox("down")
     assert result.code == 1 and "has no running job on the Slurm cluster" in result.err, result.err
