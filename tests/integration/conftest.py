@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,17 +77,32 @@ def _ours(attributes: dict[str, str]) -> bool:
     )
 
 
+ANONYMOUS_VOLUME = re.compile(r"[0-9a-f]{64}")
+
+
+def _anonymous(volume: dict) -> bool:
+    """Whether a volume is one the engine named itself (a VOLUME or `-v /path` of a container)."""
+    labels = volume.get("Labels") or {}
+    return "com.docker.volume.anonymous" in labels or bool(ANONYMOUS_VOLUME.fullmatch(volume["Name"]))
+
+
 class Ledger:
-    """What this test run made on a shared engine, told apart from others' objects by the engine's event
-    stream: the containers whose name, image or labels carry this run's prefix, and every volume they
-    mounted (anonymous ones included), recorded while the containers still exist."""
+    """What this test run made on a shared engine.
+
+    Containers are told apart from others' by the engine's event stream: those whose name, image or
+    labels carry this run's prefix. Volumes by a snapshot: the volumes there at the start are listed
+    once, and every anonymous volume there at the end that was not, and that no container holds, is
+    this run's leftover. That needs no event and no container that still exists, so a container that
+    lived a few milliseconds (or was created and never started) and was removed without its volumes
+    cannot hide one. It assumes the engine runs nothing else that leaves anonymous volumes meanwhile:
+    CI runs this suite alone on its engine; on a shared engine another user's leftover anonymous
+    volume made during the run is reported too (one a container still holds never is)."""
 
     def __init__(self, client) -> None:
         self.client = client
         self.before = {volume["Name"] for volume in client.api.volumes().get("Volumes") or []}
         self.containers: set[str] = set()
-        self.volumes: set[str] = set()
-        self.stream = client.events(decode=True, since=int(time.time()) - 1, filters={"type": ["container", "volume"]})
+        self.stream = client.events(decode=True, since=int(time.time()) - 1, filters={"type": ["container"]})
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -94,11 +110,8 @@ class Ledger:
         try:
             for event in self.stream:
                 actor = event.get("Actor", {})
-                attributes = actor.get("Attributes", {})
-                if event.get("Type") == "container" and event.get("Action") == "create" and _ours(attributes):
+                if event.get("Action") == "create" and _ours(actor.get("Attributes", {})):
                     self.containers.add(actor.get("ID", ""))
-                elif event.get("Action") == "mount" and attributes.get("container") in self.containers:
-                    self.volumes.add(actor.get("ID", ""))
         except Exception:  # the stream ends when close() shuts it
             return
 
@@ -108,9 +121,23 @@ class Ledger:
         self.reader.join(timeout=10)
 
     def volumes_left(self) -> list[str]:
-        """The volumes this run's containers mounted that still exist and were not there before."""
-        names = {volume["Name"] for volume in self.client.api.volumes().get("Volumes") or []}
-        return sorted(names & (self.volumes - self.before))
+        """The anonymous volumes made since the start that no container holds."""
+        api = self.client.api
+        # Volumes first: a volume made after this listing is not looked at; one made just before it, whose
+        # container the engine registers a moment later, may be named here, and close() leaves it, as the
+        # engine refuses to remove a volume a container holds.
+        volumes = api.volumes().get("Volumes") or []
+        held = {
+            mount["Name"]
+            for container in api.containers(all=True)
+            for mount in container.get("Mounts") or []
+            if mount.get("Type") == "volume"
+        }
+        return sorted(
+            volume["Name"]
+            for volume in volumes
+            if volume["Name"] not in self.before and volume["Name"] not in held and _anonymous(volume)
+        )
 
     def close(self) -> list[str]:
         """Remove and name what is left of this run's containers, volumes, images and networks."""
@@ -123,10 +150,12 @@ class Ledger:
             if container["Id"] in self.containers or _ours({"name": name, **(container.get("Labels") or {})}):
                 left.append(f"container {name}")
                 _gone_or(api.remove_container, container["Id"], force=True, v=True)
+        for name in self.volumes_left():
+            if _removed_unless_held(api, name):
+                left.append(f"volume {name}")
         for volume in api.volumes().get("Volumes") or []:
             labels = volume.get("Labels") or {}
-            mine = volume["Name"] in self.volumes and volume["Name"] not in self.before
-            if mine or labels.get("deepbox.box", "").startswith(PREFIX) or volume["Name"].startswith(PREFIX):
+            if labels.get("deepbox.box", "").startswith(PREFIX) or volume["Name"].startswith(PREFIX):
                 left.append(f"volume {volume['Name']}")
                 _gone_or(api.remove_volume, volume["Name"], force=True)
         for image in api.images():
@@ -139,6 +168,21 @@ class Ledger:
                 left.append(f"network {network['Name']}")
                 _gone_or(api.remove_network, network["Id"])
         return left
+
+
+def _removed_unless_held(api, name: str) -> bool:
+    """Remove a volume unless a container created since the listing holds it (the engine refuses)."""
+    import docker
+
+    try:
+        api.remove_volume(name)
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as error:
+        if error.status_code == 409:  # in use
+            return False
+        raise
+    return True
 
 
 def _gone_or(remove, *args, **options) -> None:
