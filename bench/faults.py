@@ -370,6 +370,11 @@ def clean(box: Box) -> None:
         subprocess.run(["docker", "rmi", "-f", *tags], capture_output=True, check=False)
 
 
+def not_plain_files(folder: str, names: list[str]) -> list[str]:
+    """What copytree leaves out of ~/.ssh: ControlMaster sockets and the like."""
+    return [name for name in names if not (Path(folder, name).is_file() or Path(folder, name).is_dir())]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200)
@@ -390,11 +395,14 @@ def main() -> int:
     box.project.mkdir()
     box.home.mkdir()
     if box.host and (Path.home() / ".ssh").is_dir():  # the user's ssh config, keys and known hosts, as they are
-        shutil.copytree(Path.home() / ".ssh", box.home / ".ssh", symlinks=True)
+        shutil.copytree(Path.home() / ".ssh", box.home / ".ssh", symlinks=True, ignore=not_plain_files)
     box.write_config()
     try:
         schedule = random.Random(seed)  # noqa: S311 (a reproducible schedule, not a secret)
         trials = run_trials(box, options.trials, schedule, log=lambda m: print(m, flush=True))
+    except RuntimeError as exc:  # a command the trials rest on failed before any kill
+        print(f"faults.py: {exc}", file=sys.stderr)
+        return 1
     finally:
         clean(box)
         shutil.rmtree(work, ignore_errors=True)
