@@ -1,4 +1,4 @@
-"""Fault injection: SIGKILL `deepbox up`, `rm` and `lock` at random moments, then check what they left.
+"""Fault injection: SIGKILL `deepbox up`, `rm`, `lock` or `sync` at random moments, then check what they left.
 
 Each trial starts the command as its own process (in its own process group), sleeps a random time
 within the command's measured duration, and SIGKILLs deepbox alone, as the OOM killer would. Then:
@@ -14,6 +14,13 @@ within the command's measured duration, and SIGKILLs deepbox alone, as the OOM k
   project's deepbox.lock parses;
 - recovery: a plain `deepbox up` (no flag; after a killed `lock --upgrade`, that command again first) exits 0
   and `ssh ALIAS true` answers through the alias; then the checks above run again, TMPDIR's included.
+
+With `--host ssh://user@server[:port]` the trials are `deepbox sync`s to that server instead (the user's
+~/.ssh copied as-is into the throwaway HOME, the agent kept): the project holds a few hundred small files
+and one larger one, and each trial rewrites the larger one and some small ones. Then the children must
+be gone within SYNC_GRACE_S (rsync ends with deepbox), there is no engine to check, and the recovery is
+a plain `deepbox sync` after which the server folder lists the same files with the same sizes as the
+project.
 
 The seed is printed; `--seed N` repeats a run. Everything runs under a throwaway HOME with a box named
 `faults-<random>`, removed at the end (also on failure). See bench/README.md.
@@ -37,12 +44,17 @@ import tomllib
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_BASE = "deepbox/debian:bookworm"
 DEFAULT_CA = "/etc/ssl/certs/ca-certificates.crt"
 TEMP_NAME = re.compile(r"^\..+\.(tmp|new-\w+|old-\w+)$")
 CONTROL_DIR = re.compile(r"^deepbox-[^-]+-[0-9a-f]{8}$")
 CHILDREN_GRACE_S = 15.0
+# rsync (and the ssh under it) ends with a killed `deepbox sync` rather than finishing the copy alone.
+SYNC_GRACE_S = 1.0
+SMALL_FILES = 300
+LARGE_FILE_BYTES = 128 * 1024 * 1024  # rsync copies it for seconds: a kill lands mid-copy
 
 
 @dataclass
@@ -55,6 +67,7 @@ class Box:
     base: str = DEFAULT_BASE
     ca: str = DEFAULT_CA
     env: dict[str, str] = field(default_factory=dict)  # more environment for deepbox
+    host: str = ""  # a server's ssh:// URL: the box is a server box, and the trials are syncs
 
     @property
     def alias(self) -> str:
@@ -63,8 +76,10 @@ class Box:
     def write_config(self, env_value: str = "0") -> None:
         # A changed env value makes `up` recreate the box: the kill then lands in remove/create/start too.
         ca = f'\n[build]\nca_certificates = ["{self.ca}"]\n' if self.ca and Path(self.ca).exists() else ""
+        host = f'host = "{self.host}"\n' if self.host else ""
         (self.project / "deepbox.toml").write_text(
-            f'name = "{self.name}"\nbase = "{self.base}"\nframeworks = []\n[env]\nFAULT_TRIAL = "{env_value}"\n{ca}'
+            f'name = "{self.name}"\n{host}base = "{self.base}"\nframeworks = []\n'
+            f'[env]\nFAULT_TRIAL = "{env_value}"\n{ca}'
         )
 
     @property
@@ -73,7 +88,8 @@ class Box:
         return self.home.parent / f"{self.name}-tmp"
 
     def environ(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_") and k != "SSH_AUTH_SOCK"}
+        # A server is reached with the user's own keys: their agent too.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_") and (k != "SSH_AUTH_SOCK" or self.host)}
         self.tmp.mkdir(exist_ok=True)
         return {**env, "HOME": str(self.home), "TMPDIR": str(self.tmp), **self.env}
 
@@ -100,8 +116,8 @@ class Trial:
     problems: list[str] = field(default_factory=list)
 
 
-def kill_at(box: Box, args: list[str], delay: float) -> list[str]:
-    """Run deepbox ARGS, SIGKILL it after DELAY seconds (if still running); what its children left."""
+def kill_at(box: Box, args: list[str], delay: float, grace: float = CHILDREN_GRACE_S) -> list[str]:
+    """Run deepbox ARGS, SIGKILL it after DELAY seconds (if still running); what its children left after GRACE."""
     proc = subprocess.Popen(
         box.command(*args),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
@@ -112,10 +128,10 @@ def kill_at(box: Box, args: list[str], delay: float) -> list[str]:
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)  # deepbox alone, not its process group
         proc.wait()
-    deadline = time.monotonic() + CHILDREN_GRACE_S
+    deadline = time.monotonic() + grace
     while (left := group_members(proc.pid)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return [f"a child still runs {CHILDREN_GRACE_S:.0f} s after the kill: {line}" for line in left]
+        time.sleep(0.1)
+    return [f"a child still runs {grace:g} s after the kill: {line}" for line in left]
 
 
 def group_members(pgid: int) -> list[str]:
@@ -139,12 +155,19 @@ def leftovers(box: Box, recovered: bool) -> list[str]:
     """What a killed command may have left: orphans on the engine, temp files, broken files. A killed
     process cannot remove its temp folder in TMPDIR: the next command of its kind does (recovered)."""
     problems: list[str] = []
+    if box.host:  # a server box: the engine is the server's, and `sync` never touches it
+        return [*temp_files(box, recovered), *broken_files(box)]
     containers = docker_names("ps", "-a", "--filter", f"label=deepbox.box={box.name}")
     if set(containers) - {f"deepbox-{box.name}"}:
         problems.append(f"orphan containers: {containers}")
     volumes = docker_names("volume", "ls", "--filter", f"label=deepbox.box={box.name}")
     if set(volumes) - {f"deepbox-{box.name}-home", f"deepbox-{box.name}-hostkeys"}:
         problems.append(f"orphan volumes: {volumes}")
+    return [*problems, *temp_files(box, recovered), *broken_files(box)]
+
+
+def temp_files(box: Box, recovered: bool) -> list[str]:
+    problems = []
     for folder in (box.home, box.project) if recovered else ():  # the next write of that file removes it
         for path in folder.rglob("*"):
             if TEMP_NAME.match(path.name):
@@ -152,7 +175,6 @@ def leftovers(box: Box, recovered: bool) -> list[str]:
     # The one thing deepbox keeps in TMPDIR is the folder of ControlMaster sockets (deepbox-USER-HASH).
     if recovered:
         problems += [f"temp file left: {p}" for p in box.tmp.glob("*") if not CONTROL_DIR.match(p.name)]
-    problems += broken_files(box)
     return problems
 
 
@@ -191,6 +213,8 @@ def broken_files(box: Box) -> list[str]:
 
 
 def recovers(box: Box, command: str) -> list[str]:
+    if command == "sync":
+        return sync_recovers(box)
     if command.startswith("lock"):  # the user runs it again: its resolve removes the killed one's temp folder
         again = box.run(*command.split())
         if again.returncode != 0:
@@ -202,6 +226,52 @@ def recovers(box: Box, command: str) -> list[str]:
     if answer.returncode != 0:
         return [f"ssh {box.alias} true fails after the recovering up: {answer.stderr.strip()[-300:]}"]
     return []
+
+
+def sync_recovers(box: Box) -> list[str]:
+    again = box.run("sync")
+    if again.returncode != 0:
+        return [f"the next `deepbox sync` failed (exit {again.returncode}): {again.stderr.strip()[-400:]}"]
+    here, there = project_listing(box), server_listing(box)
+    if here != there:
+        differ = sorted(set(here.items()) ^ set(there.items()))[:5]
+        return [f"the server folder differs from the project after the next sync (path, size): {differ}"]
+    return []
+
+
+def project_listing(box: Box) -> dict[str, int]:
+    return {str(p.relative_to(box.project)): p.stat().st_size for p in box.project.rglob("*") if p.is_file()}
+
+
+def server_command(box: Box, command: str) -> subprocess.CompletedProcess[str]:
+    """COMMAND on the server, with the ssh config of the box's HOME (and no ControlMaster of deepbox's)."""
+    parts = urlsplit(box.host)
+    destination = f"{parts.username}@{parts.hostname}" if parts.username else str(parts.hostname)
+    port = ["-p", str(parts.port)] if parts.port else []
+    config = box.home / ".ssh" / "config"
+    return subprocess.run(
+        ["ssh", "-F", str(config), "-o", "BatchMode=yes", *port, destination, command],
+        capture_output=True, text=True, timeout=120, check=False, env=box.environ(),
+    )  # fmt: skip
+
+
+def server_listing(box: Box) -> dict[str, int]:
+    """The files of the box's server folder (remote_path's default, ~/deepbox/NAME) with their sizes."""
+    found = server_command(box, f"cd deepbox/{box.name} && find . -type f -printf '%P\\t%s\\n'")
+    if found.returncode != 0:
+        raise RuntimeError(f"listing the server folder failed: {found.stderr.strip()}")
+    return {path: int(size) for path, size in (line.split("\t") for line in found.stdout.splitlines())}
+
+
+def fill_project(box: Box, rng: random.Random, trial: int) -> None:
+    """A few hundred small files in folders and one larger file; later trials rewrite the larger one and a
+    tenth of the small ones, so that every sync has something to copy."""
+    for number in range(SMALL_FILES):
+        if trial == 0 or rng.random() < 0.1:
+            path = box.project / f"src{number % 10}" / f"file{number}.py"
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(rng.randbytes(rng.randrange(100, 4000)))
+    (box.project / "data.bin").write_bytes(rng.randbytes(LARGE_FILE_BYTES))
 
 
 def docker_names(*args: str) -> list[str]:
@@ -222,7 +292,10 @@ COMMANDS = ("up", "up", "rm", "rm --volumes", "lock --upgrade")
 
 
 def run_trials(box: Box, trials: int, rng: random.Random, log=print, commands=COMMANDS) -> list[Trial]:
-    """Killed `up`s (each recreating the box), `rm`s and `lock --upgrade`s (a full re-resolve), drawn at random."""
+    """Killed `up`s (each recreating the box), `rm`s and `lock --upgrade`s (a full re-resolve), drawn at random;
+    for a server box, killed `sync`s."""
+    if box.host:
+        return run_sync_trials(box, trials, rng, log)
     timed(box, "up")  # builds the image: not a duration to aim the kills at
     box.write_config("measure")
     durations = {"up": timed(box, "up")}  # a recreating up, as the trials' are
@@ -245,7 +318,44 @@ def run_trials(box: Box, trials: int, rng: random.Random, log=print, commands=CO
     return done
 
 
+def run_sync_trials(box: Box, trials: int, rng: random.Random, log=print) -> list[Trial]:
+    fill_project(box, rng, 0)
+    timed(box, "sync")  # the first copy: also makes the server folder and the ControlMaster
+    fill_project(box, rng, 1)
+    duration = timed(box, "sync")  # a sync of changed files, as the trials' are
+    log(f"a sync of the changed files takes {duration:.2f} s")
+    done = []
+    for number in range(trials):
+        fill_project(box, rng, number + 2)
+        trial = Trial("sync", rng.uniform(0, duration))
+        trial.problems += kill_at(box, ["sync"], trial.delay, SYNC_GRACE_S)
+        trial.problems += leftovers(box, recovered=False)
+        trial.problems += recovers(box, "sync")
+        trial.problems += leftovers(box, recovered=True)
+        log(f"trial {number + 1}/{trials}: sync killed at {trial.delay:.2f} s: {'; '.join(trial.problems) or 'ok'}")
+        done.append(trial)
+    return done
+
+
+def close_masters(box: Box) -> None:
+    """End the ControlMasters deepbox opened under the box's HOME (they persist by design)."""
+    where = [sys.executable, "-c", "from deepbox import ssh; print(ssh.control_dir())"]
+    folder = Path(subprocess.run(where, capture_output=True, text=True, env=box.environ(), check=True).stdout.strip())
+    config = box.home / ".ssh" / "config"
+    for socket_path in folder.glob("*") if folder.is_dir() else ():
+        subprocess.run(["ssh", "-F", str(config), "-o", f"ControlPath={socket_path}", "-O", "exit", "unused"],
+                       capture_output=True, check=False, timeout=10)  # fmt: skip
+
+
+def clean_server(box: Box) -> None:
+    """Remove the box's server folder (the bench made it) and the ControlMasters."""
+    server_command(box, f"rm -rf -- deepbox/{box.name}")
+    close_masters(box)
+
+
 def clean(box: Box) -> None:
+    if box.host:
+        return clean_server(box)
     box.run("rm", "--volumes", timeout=120)
     config = box.home / ".ssh" / "config"
     subprocess.run(["ssh", "-F", str(config), "-O", "exit", box.alias], capture_output=True, check=False, timeout=10)
@@ -260,23 +370,39 @@ def clean(box: Box) -> None:
         subprocess.run(["docker", "rmi", "-f", *tags], capture_output=True, check=False)
 
 
+def not_plain_files(folder: str, names: list[str]) -> list[str]:
+    """What copytree leaves out of ~/.ssh: ControlMaster sockets and the like."""
+    return [name for name in names if not (Path(folder, name).is_file() or Path(folder, name).is_dir())]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--base", default=DEFAULT_BASE)
     parser.add_argument("--ca", default=DEFAULT_CA)
+    parser.add_argument("--host", default="", help="ssh://user@server[:port]: SIGKILL `deepbox sync` to it instead")
     options = parser.parse_args()
+    if options.host and urlsplit(options.host).scheme != "ssh":
+        parser.error(
+            f"--host {options.host!r} is not an ssh URL; write it as ssh://user@server or ssh://user@server:2222."
+        )
     seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
     print(f"seed {seed}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="deepbox-faults-"))
     box = Box(work / "project", work / "home", f"faults-{secrets.token_hex(3)}", options.base, options.ca)
+    box.host = options.host
     box.project.mkdir()
     box.home.mkdir()
+    if box.host and (Path.home() / ".ssh").is_dir():  # the user's ssh config, keys and known hosts, as they are
+        shutil.copytree(Path.home() / ".ssh", box.home / ".ssh", symlinks=True, ignore=not_plain_files)
     box.write_config()
     try:
         schedule = random.Random(seed)  # noqa: S311 (a reproducible schedule, not a secret)
         trials = run_trials(box, options.trials, schedule, log=lambda m: print(m, flush=True))
+    except RuntimeError as exc:  # a command the trials rest on failed before any kill
+        print(f"faults.py: {exc}", file=sys.stderr)
+        return 1
     finally:
         clean(box)
         shutil.rmtree(work, ignore_errors=True)

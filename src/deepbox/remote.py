@@ -9,10 +9,15 @@ throughout; nothing secret is sent.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import shlex
+import signal
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -136,6 +141,26 @@ class Tunnel:
         with contextlib.suppress(OSError):
             self.socket.unlink(missing_ok=True)
             self.folder.rmdir()
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def ends_with_deepbox() -> Callable[[], None] | None:
+    """A preexec_fn that has the child sent SIGTERM when deepbox dies, SIGKILLed included (Linux; elsewhere
+    None), so a killed `deepbox sync` leaves no rsync copying on its own. The signal comes when the calling
+    thread ends: call it from the thread that waits for the child."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: the child only calls it
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # deepbox died before the line above could take effect
+            os._exit(1)
+
+    return arm
 
 
 def rsync_command(server: Server, source: Path, target: str, *, dry_run: bool, delete: bool) -> list[str]:

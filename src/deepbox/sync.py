@@ -46,7 +46,7 @@ def push(spec: Spec, site: Site, *, dry_run: bool = False, delete: bool = False)
     if not dry_run:
         site.make_folders([Path(spec.remote_path)], (spec.user.uid, spec.user.gid))
     command = remote.rsync_command(server, spec.project, spec.remote_path, dry_run=dry_run, delete=delete)
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, preexec_fn=remote.ends_with_deepbox())
     if done.returncode != 0:
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
         hint = " (is rsync installed on the server?)" if done.returncode in (12, 127) else ""

@@ -9,15 +9,28 @@ server's loopback; the alias reaches it with ProxyJump.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+import os
+import random
+import secrets
+import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import BASE_IMAGE, PREFIX, Project, deepbox_command
 from test_ports import free_port, http_get, serve
+
+if "bench_faults" not in sys.modules:
+    _spec = importlib.util.spec_from_file_location("bench_faults", Path(__file__).parents[2] / "bench" / "faults.py")
+    assert _spec is not None and _spec.loader is not None
+    sys.modules["bench_faults"] = importlib.util.module_from_spec(_spec)  # dataclasses look their module up
+    _spec.loader.exec_module(sys.modules["bench_faults"])
+faults = sys.modules["bench_faults"]
 
 SERVER_DOCKERFILE = f"""\
 FROM {BASE_IMAGE}
@@ -367,20 +380,37 @@ chown -R tester4: /home/tester4/.config
 """
 
 
+def _as_user(user: str, command: str) -> list[str]:
+    return ["runuser", "-u", user, "--", "sh", "-c", f"export XDG_RUNTIME_DIR=/run/user/$(id -u); {command}"]
+
+
 def _as_tester4(command: str) -> list[str]:
-    return ["runuser", "-u", "tester4", "--", "sh", "-c", f"export XDG_RUNTIME_DIR=/run/user/$(id -u); {command}"]
+    return _as_user("tester4", command)
+
+
+def _start_rootless_podman(server: Server, user: str) -> None:
+    """ROOTLESS_SETUP for `user`, their Podman's API socket and the base image in their own storage; once."""
+    server.sh(ROOTLESS_SETUP.replace("tester4", user))
+    socket = f"/run/user/$(id -u {user})/podman/podman.sock"
+    if server.container.exec_run(["sh", "-c", f'[ -S "{socket}" ]'])[0] != 0:
+        server.container.exec_run(
+            _as_user(user, 'podman system service --time=0 "unix://$XDG_RUNTIME_DIR/podman/podman.sock"'), detach=True
+        )
+    if server.container.exec_run(_as_user(user, f"podman image exists {BASE_IMAGE}"))[0] != 0:
+        save = subprocess.Popen(["docker", "save", BASE_IMAGE], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "exec", "-i", server.container.name, *_as_user(user, "podman load")],
+                       stdin=save.stdout, check=True, capture_output=True)  # fmt: skip
+        assert save.wait() == 0
+    for _ in range(100):  # the service makes its socket in the background
+        if server.container.exec_run(["sh", "-c", f'[ -S "{socket}" ]'])[0] == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{user}'s Podman made no socket: {server.sh('ls -la /run/user/*/podman || true')}")
 
 
 def test_a_server_user_without_the_docker_group_uses_their_rootless_podman(server, tmp_path, home):
     """No docker group on the server: the user's own rootless Podman serves the same host = "ssh://..."."""
-    server.sh(ROOTLESS_SETUP)
-    server.container.exec_run(
-        _as_tester4('podman system service --time=0 "unix://$XDG_RUNTIME_DIR/podman/podman.sock"'), detach=True
-    )
-    save = subprocess.Popen(["docker", "save", BASE_IMAGE], stdout=subprocess.PIPE)
-    subprocess.run(["docker", "exec", "-i", server.container.name, *_as_tester4("podman load")],
-                   stdin=save.stdout, check=True, capture_output=True)  # fmt: skip
-    assert save.wait() == 0
+    _start_rootless_podman(server, "tester4")
     project = remote_project(tmp_path, home, "rootless", f'host = "{server.url("tester4")}"\nframeworks = ["numpy"]')
     assert project.deepbox("sync").code == 0
     try:
@@ -402,6 +432,75 @@ def test_a_server_user_without_the_docker_group_uses_their_rootless_podman(serve
     assert "deepbox" not in server.sh("runuser -u tester4 -- sh -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) podman ps -a'")
 
 
+def test_two_rootless_users_outside_the_docker_group_each_reach_only_their_own_box(server, tmp_path, home):
+    """Two server users outside the docker group, each on their own rootless Podman, with boxes of one name up
+    at once: each user's key opens only their own box, each user's status, down and rm see only their own
+    box, and each box's files on the server belong to its user."""
+    server.sh(
+        "id tester5 >/dev/null 2>&1 || { useradd -m -s /bin/bash tester5 && cp -a /home/tester4/.ssh /home/tester5/ "
+        "&& chown -R tester5: /home/tester5/.ssh; }"
+    )
+    users = ("tester4", "tester5")
+    for user in users:
+        _start_rootless_podman(server, user)
+    name = f"{PREFIX}-pair"
+    (a, as_a), (b, as_b) = (_other_user(server, tmp_path, user, name) for user in users)
+    uid = {user: server.sh(f"id -u {user}").strip() for user in users}
+
+    def engine_boxes(user: str) -> list[str]:
+        listing = server.sh(shlex.join(_as_user(user, "podman ps -a --format '{{.Names}} {{.Status}}'")))
+        return [line for line in listing.splitlines() if "deepbox" in line]
+
+    try:
+        ports = {}
+        for user, project, env in (("tester4", a, as_a), ("tester5", b, as_b)):
+            assert "docker" not in server.sh(f"id -Gn {user}").split()
+            assert project.deepbox("sync", env=env).code == 0
+            up = project.deepbox("up", "--json", timeout=1500, env=env)
+            assert up.code == 0, up.err
+            ports[user] = json.loads(up.out)["port"]
+        for user, project in (("tester4", a), ("tester5", b)):  # both up at once
+            ran = project.ssh("id -un && touch /workspace/from-box")
+            assert ran.code == 0, ran.err
+            assert ran.out.strip() == user
+            assert [line.split()[0] for line in engine_boxes(user)] == [f"deepbox-{user}-{name}"]
+
+        # Each user's own key, through their own alias and jump, at the other's box port, as either user: refused.
+        for project, other in ((b, "tester4"), (a, "tester5")):
+            for login in users:
+                knock = project.ssh(
+                    "true", "-o", f"Port={ports[other]}", "-o", f"User={login}", "-o", "ControlPath=none",
+                    "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no",
+                )  # fmt: skip
+                assert knock.code == 255 and "Permission denied (publickey)" in knock.err, knock.err
+        # B's user cannot even reach A's engine: A's Podman socket is in A's private runtime folder.
+        code, output = server.container.exec_run(
+            _as_user("tester5", f"podman --url unix:///run/user/{uid['tester4']}/podman/podman.sock ps -a")
+        )
+        assert code != 0 and b"permission denied" in output.lower(), output
+
+        # B's status lists B's box only; B's down and rm --volumes act on B's box only.
+        assert [row["box"] for row in json.loads(b.deepbox("status", "--json", env=as_b).out)] == [f"tester5-{name}"]
+        assert [row["box"] for row in json.loads(a.deepbox("status", "--json", env=as_a).out)] == [f"tester4-{name}"]
+        assert b.deepbox("down", env=as_b).code == 0
+        assert engine_boxes("tester4")[0].startswith(f"deepbox-tester4-{name} Up")
+        assert b.deepbox("rm", "--volumes", env=as_b).code == 0
+        assert engine_boxes("tester5") == []
+        assert a.ssh("echo still mine").out.strip() == "still mine"
+
+        # Each box's files on the server are its user's: the synced folder, what the box wrote, its storage.
+        for user in users:
+            folder = f"/home/{user}/deepbox/{name}"
+            assert server.sh(f"stat -c %U {folder}/from-box {folder}").split() == [user, user]
+            assert server.sh(f"find {folder} /var/lib/rootless/{user} -maxdepth 0 ! -user {user}") == ""
+            assert server.sh(f"stat -c '%U %a' /run/user/{uid[user]}").split() == [user, "700"]
+    finally:
+        for project, env in ((a, as_a), (b, as_b)):
+            project.deepbox("rm", "--volumes", env=env)
+            _close_masters(project.home / ".ssh" / "config", project.home)
+    assert engine_boxes("tester4") == [] and engine_boxes("tester5") == []
+
+
 def test_faults_are_one_sentence_and_leave_nothing(server, tmp_path, home):
     closed = remote_project(tmp_path, home, "closed", 'host = "ssh://tester@127.0.0.1:1"\nframeworks = []')
     result = closed.deepbox("up")
@@ -417,3 +516,24 @@ def test_faults_are_one_sentence_and_leave_nothing(server, tmp_path, home):
     result = taken.deepbox("up", timeout=1500)
     assert result.code == 1 and "Port 2299 on the server" in result.err, result.err
     assert server_containers(server) == []
+
+
+def test_sigkilled_syncs_leave_nothing_behind_and_the_next_sync_completes(server, tmp_path):
+    """A sample of bench/faults.py --host: `deepbox sync` of 300 small files and a larger one, SIGKILLed alone
+    at random moments; rsync and its ssh end with it, and a plain sync then makes the server folder whole."""
+    seed = int(os.environ.get("DEEPBOX_FAULTS_SEED") or secrets.randbelow(2**31))
+    print(f"faults seed {seed}")
+    box_home = tmp_path / "sync-home"
+    (box_home / ".ssh").mkdir(parents=True)
+    (box_home / ".ssh" / "config").write_text(server.client_config)
+    (tmp_path / "killsync").mkdir()
+    box = faults.Box(tmp_path / "killsync", box_home, f"{PREFIX}-killsync", BASE_IMAGE, host=server.url())
+    box.write_config()
+    try:
+        schedule = random.Random(seed)  # noqa: S311 (a reproducible schedule, not a secret)
+        trials = faults.run_trials(box, int(os.environ.get("DEEPBOX_FAULTS_TRIALS", "5")), schedule)
+    finally:
+        faults.clean(box)
+    failed = [f"sync killed at {t.delay:.2f} s: {'; '.join(t.problems)}" for t in trials if t.problems]
+    assert not failed, f"seed {seed}: {failed}"
+    assert server.sh(f"ls /home/tester/deepbox/ | grep -c {box.name} || true").strip() == "0"

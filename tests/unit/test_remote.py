@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -129,3 +132,37 @@ def test_pycharm_reaches_a_remote_box_by_its_alias_and_uploads_on_save(tmp_path)
     assert 'autoUpload="Always"' in (idea / "deployment.xml").read_text()
     mappings = (idea / "remote-mappings.xml").read_text()
     assert 'local-root="$PROJECT_DIR$"' in mappings and "/srv/home" not in mappings
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_started_to_end_with_deepbox_ends_when_deepbox_is_sigkilled(tmp_path):
+    """A parent that starts `sleep` as `deepbox sync` starts rsync, then is SIGKILLed: the sleep ends too."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys\n"
+            "from deepbox import remote\n"
+            "child = subprocess.Popen(['sleep', '60'], preexec_fn=remote.ends_with_deepbox())\n"
+            "print(child.pid, flush=True)\n"
+            "child.wait()\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    parent.stdout.close()
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child}").exists() and "Z" not in _state(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists() or "Z" in _state(child), "the child outlived its SIGKILLed parent"
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "Z"  # gone meanwhile
+    return stat[stat.rindex(")") + 2]
