@@ -44,6 +44,11 @@ class Server:
         """The ProxyJump value: [user@]host[:port]."""
         return self.destination + (f":{self.port}" if self.port else "")
 
+    @property
+    def command(self) -> str:
+        """How to reach it with ssh by hand: `ssh -p 2222 user@host` (ssh takes no host:port)."""
+        return "ssh " + (f"-p {self.port} " if self.port else "") + self.destination
+
 
 def parse(url: str) -> Server:
     """'ssh://[user@]host[:port]' (or slurm://, a cluster's login node) -> Server; anything else is a
@@ -90,7 +95,7 @@ def run(server: Server, command: str, *, timeout: float = 60, stdin: str | None 
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
         if done.returncode == 255:
             raise DeepboxError(
-                f"Cannot reach the server {server.jump} over ssh ({reason}); check that `ssh {server.jump}` "
+                f"Cannot reach the server {server.jump} over ssh ({reason}); check that `{server.command}` "
                 "works without a password prompt (key or agent) and that its host key is known."
             )
         raise CommandFailed(f"A command on the server {server.jump} failed ({reason}).", reason)
@@ -123,7 +128,7 @@ class Tunnel:
                 last = error.splitlines()[-1] if error else "no reason given"
                 raise DeepboxError(
                     f"Cannot reach the Docker engine on {server.jump} through ssh ({last}); check that "
-                    f"`ssh {server.jump} docker info` works."
+                    f"`{server.command} docker info` works."
                 )
             time.sleep(0.05)
 
