@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -556,9 +557,18 @@ class DockerEngine(Engine):
 
     def boxes(self) -> list[Container]:
         with self._translated("list containers"):
-            # ignore_removed: a box removed while it is listed is no longer there, not an error.
-            listed = self.client.containers.list(all=True, filters={"label": LABEL_BOX}, ignore_removed=True)
-            return [_record(c) for c in listed]
+            # One list request, then the boxes inspected side by side (the SDK's list() inspects them one
+            # after the other: with 20 boxes, most of `status`'s time).
+            ids = [row["Id"] for row in self.client.api.containers(all=True, filters={"label": LABEL_BOX})]
+            with ThreadPoolExecutor(max_workers=max(1, min(8, len(ids)))) as pool:
+                found = list(pool.map(self._inspect_or_none, ids))
+            return [_record(self.client.containers.prepare_model(attrs)) for attrs in found if attrs is not None]
+
+    def _inspect_or_none(self, container_id: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.client.api.inspect_container(container_id))
+        except docker.errors.NotFound:
+            return None  # removed while it was listed: no longer there, not an error
 
     def create(self, new: NewContainer) -> Container:
         binds = {host: {"bind": box, "mode": "ro" if read_only else "rw"} for host, box, read_only in new.binds}
