@@ -22,6 +22,8 @@ from typing import IO, Any
 
 import docker
 import docker.errors
+import requests.exceptions
+import urllib3.exceptions
 from docker.models.containers import _create_container_args
 from docker.types import DeviceRequest
 from docker.utils import socket as docker_socket
@@ -165,6 +167,23 @@ def _translated(action: str, where: str) -> Iterator[None]:
         raise DeepboxError(f"The engine could not {action}: {explanation}.") from exc
     except docker.errors.DockerException as exc:
         raise unreachable(exc, where) from exc
+    except ENGINE_GONE as exc:  # the engine answered when the client was made: it stopped or restarted since
+        raise went_away(action, where) from exc
+
+
+# What the SDK lets through when the engine's connection breaks in the middle of a request or a stream.
+ENGINE_GONE = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.ProtocolError,
+)
+
+
+def went_away(action: str, where: str) -> DeepboxError:
+    return DeepboxError(
+        f"The Docker engine at {where} went away while deepbox was trying to {action} (it stopped or restarted); "
+        "once it runs again (start it if it does not come back by itself), run the command again."
+    )
 
 
 def unreachable(exc: Exception, where: str) -> DeepboxError:
@@ -367,6 +386,8 @@ class DockerEngine(Engine):
             raise DeepboxError(f"The engine could not look up '{name}': {exc.explanation or exc}.") from exc
         except docker.errors.DockerException as exc:
             raise unreachable(exc, self.where) from exc
+        except ENGINE_GONE as exc:
+            raise went_away(f"look up '{name}'", self.where) from exc
 
     def image(self, name: str) -> Image | None:
         found = self._find(self.client.images, name)
@@ -610,6 +631,8 @@ class DockerEngine(Engine):
             raise DeepboxError(f"The engine could not start {container.name}: {text}.") from exc
         except docker.errors.DockerException as exc:
             raise unreachable(exc, self.where) from exc
+        except ENGINE_GONE as exc:
+            raise went_away(f"start {container.name}", self.where) from exc
 
     def stop(self, container: Container, timeout: int = 10) -> None:
         with self._translated(f"stop {container.name}"):
@@ -625,6 +648,8 @@ class DockerEngine(Engine):
             raise DeepboxError(f"The engine could not remove {container_id[:12]}: {exc.explanation or exc}.") from exc
         except docker.errors.DockerException as exc:
             raise unreachable(exc, self.where) from exc
+        except ENGINE_GONE as exc:
+            raise went_away(f"remove {container_id[:12]}", self.where) from exc
 
     def exec(self, container: Container, command: list[str], user: str = "") -> tuple[int, str]:
         # What exec_run does, without its extra inspect of the container: polled while a box starts.
