@@ -192,6 +192,7 @@ def test_an_engine_restart_in_the_middle_of_up_fails_in_one_sentence_and_the_nex
     assert not any("Traceback" in line for line in lines), lines
     sentence = WENT_AWAY.match(lines[-1])
     assert sentence is not None and sentence["url"] == f"{engine.url}", lines[-5:]
+    print(f"engine stopped at {moment}: up failed trying to {sentence['action']}")
     assert not left_behind(box, engine), left_behind(box, engine)
     again = box.run("up")
     assert again.returncode == 0, again.stderr[-800:]

@@ -158,11 +158,14 @@ class _BuildKitSteps(_Steps):
 
 
 @contextmanager
-def _translated(action: str, where: str) -> Iterator[None]:
-    """Map Docker SDK failures to one sentence with the fix."""
+def _translated(action: str, where: str, answers: Callable[[], bool] | None = None) -> Iterator[None]:
+    """Map Docker SDK failures to one sentence with the fix. answers: whether the engine still answers,
+    asked after it refused a request (an engine shutting down refuses with errors of its own)."""
     try:
         yield
     except docker.errors.APIError as exc:
+        if answers is not None and not answers():
+            raise went_away(action, where) from exc
         explanation = exc.explanation or str(exc)
         raise DeepboxError(f"The engine could not {action}: {explanation}.") from exc
     except docker.errors.DockerException as exc:
@@ -340,7 +343,15 @@ class DockerEngine(Engine):
         return self.info().kind
 
     def _translated(self, action: str) -> Any:
-        return _translated(action, self.where)
+        return _translated(action, self.where, self._answers)
+
+    def _answers(self) -> bool:
+        """Whether the engine still answers (after a failure: one that stopped or restarted does not)."""
+        try:
+            self.client.api.ping()
+        except Exception:
+            return False
+        return True
 
     def info(self) -> EngineInfo:
         if self._info is None:
@@ -478,6 +489,8 @@ class DockerEngine(Engine):
                 steps = _ClassicSteps(on_event)
             for chunk in chunks:
                 if "error" in chunk:
+                    if not self._answers():  # the engine's shutdown cancelled the step: no fault of the step's
+                        raise went_away("build the image", self.where)
                     step, tail = steps.failed()
                     raise buildlog.failure(buildlog.step_title(step), chunk["error"], tail)
                 steps.feed(chunk)
@@ -628,6 +641,8 @@ class DockerEngine(Engine):
                 raise PortInUseError(text) from exc
             if "could not select device driver" in text or "nvidia.com/gpu" in text:
                 raise DeepboxError(NO_GPU_RUNTIME) from exc
+            if not self._answers():
+                raise went_away(f"start {container.name}", self.where) from exc
             raise DeepboxError(f"The engine could not start {container.name}: {text}.") from exc
         except docker.errors.DockerException as exc:
             raise unreachable(exc, self.where) from exc
