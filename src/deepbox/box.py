@@ -34,6 +34,7 @@ from deepbox.engine import (
     BuildKitUnavailable,
     Container,
     Engine,
+    EngineWentAway,
     Image,
     NewContainer,
     PortInUseError,
@@ -257,12 +258,21 @@ def _build(
     """Build the box image with live progress, the whole log kept in a file that a failure names."""
     builder = "BuildKit" if context.buildkit else "the classic builder"
     log = paths.build_log(spec.engine_name)
+    # The engine went away during this box's last build: its cache may hold a step it never finished.
+    interrupted = log.with_name(f"{log.name}.interrupted")
+    fresh = interrupted.exists()
     reporter.step(f"Building image {tag} with {builder} (log: {log})")
+    if fresh:
+        reporter.step("Note: the engine went away during the last build; building without its cache this once")
     try:
         with reporter.build_progress() as show, progress.logged(log, show) as on_event:
-            engine.build(context, tag, labels, spec.build_network, on_event)
+            engine.build(context, tag, labels, spec.build_network, on_event, no_cache=fresh)
     except buildlog.BuildFailed as failed:
         raise buildlog.failure(failed.step, failed.error, failed.tail, log) from failed
+    except EngineWentAway:
+        interrupted.touch()
+        raise
+    interrupted.unlink(missing_ok=True)
 
 
 def _check_settings(spec: Spec) -> None:

@@ -195,7 +195,9 @@ def test_an_engine_restart_in_the_middle_of_up_fails_in_one_sentence_and_the_nex
     print(f"engine stopped at {moment}: up failed trying to {sentence['action']}")
     assert not left_behind(box, engine), left_behind(box, engine)
     again = box.run("up")
-    assert again.returncode == 0, again.stderr[-800:]
+    assert again.returncode == 0, again.stderr
+    if moment == "build":  # a step the engine never finished may be in its cache
+        assert "Note: the engine went away during the last build; building without its cache this once" in again.stderr
     answer = box.ssh("true")
     assert answer.returncode == 0, answer.stderr
     assert not left_behind(box, engine), left_behind(box, engine)
@@ -207,6 +209,6 @@ def test_an_engine_restart_under_a_running_box_is_undone_by_the_next_up(box, eng
     engine.stop()
     engine.start()
     again = box.run("up")
-    assert again.returncode == 0, again.stderr[-800:]
+    assert again.returncode == 0, again.stderr
     assert box.ssh("echo back").stdout.strip() == "back"
     assert not left_behind(box, engine), left_behind(box, engine)

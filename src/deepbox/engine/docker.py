@@ -37,6 +37,7 @@ from deepbox.engine.base import (
     Container,
     Engine,
     EngineInfo,
+    EngineWentAway,
     Image,
     NewContainer,
     PortInUseError,
@@ -182,8 +183,8 @@ ENGINE_GONE = (
 )
 
 
-def went_away(action: str, where: str) -> DeepboxError:
-    return DeepboxError(
+def went_away(action: str, where: str) -> EngineWentAway:
+    return EngineWentAway(
         f"The Docker engine at {where} went away while deepbox was trying to {action} (it stopped or restarted); "
         "once it runs again (start it if it does not come back by itself), run the command again."
     )
