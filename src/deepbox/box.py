@@ -764,6 +764,10 @@ def _host_key(engine: Engine, container: Container) -> str:
         current = engine.container(container.id)
         status = current.status if current is not None else "removed"
         if status not in ("running", "created"):
+            # An engine that is shutting down stops its containers first: asked again a moment later, it
+            # shows that it went away (EngineWentAway), which is then the sentence.
+            time.sleep(1)
+            engine.container(container.id)
             raise DeepboxError(
                 f"The box stopped right after starting (state {status}); its log is above. "
                 "Fix the cause, then run `deepbox up` again.",

@@ -165,6 +165,8 @@ def left_behind(box: faults.Box, engine: PrivateEngine) -> list[str]:
     volumes = set(engine.docker("volume", "ls", "--format", "{{.Name}}").stdout.split())
     if volumes - {f"{box.alias}-home", f"{box.alias}-hostkeys"}:
         problems.append(f"volumes left: {sorted(volumes)}")
+    for folder in (box.home, box.project):  # deepbox's temporary names: a file it was writing, left half-done
+        problems += [f"temp file left: {path}" for path in folder.rglob("*") if faults.TEMP_NAME.match(path.name)]
     return problems + faults.broken_files(box)
 
 
