@@ -14,10 +14,10 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from filelock import FileLock, Timeout
 
@@ -34,6 +34,7 @@ from deepbox.engine import (
     BuildKitUnavailable,
     Container,
     Engine,
+    EngineWentAway,
     Image,
     NewContainer,
     PortInUseError,
@@ -261,12 +262,21 @@ def _build(
     """Build the box image with live progress, the whole log kept in a file that a failure names."""
     builder = "BuildKit" if context.buildkit else "the classic builder"
     log = paths.build_log(spec.engine_name)
+    # The engine went away during this box's last build: its cache may hold a step it never finished.
+    interrupted = log.with_name(f"{log.name}.interrupted")
+    fresh = interrupted.exists()
     reporter.step(f"Building image {tag} with {builder} (log: {log})")
+    if fresh:
+        reporter.step("Note: the engine went away during the last build; building without its cache this once")
     try:
         with reporter.build_progress() as show, progress.logged(log, show) as on_event:
-            engine.build(context, tag, labels, spec.build_network, on_event)
+            engine.build(context, tag, labels, spec.build_network, on_event, no_cache=fresh)
     except buildlog.BuildFailed as failed:
         raise buildlog.failure(failed.step, failed.error, failed.tail, log) from failed
+    except EngineWentAway:
+        interrupted.touch()
+        raise
+    interrupted.unlink(missing_ok=True)
 
 
 def _check_settings(spec: Spec) -> None:
@@ -366,7 +376,8 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
             handing = pool.submit(_hand_over, engine, container, spec, secrets, reporter)
             checking = pool.submit(verify, engine, container, spec, plan.frameworks)
             try:
-                notes = _reach(engine, container, spec.alias, trusted, shared=action == "running")
+                failed = _first_error(handing, checking)
+                notes = _reach(engine, container, spec.alias, trusted, shared=action == "running", failed=failed)
             except DeepboxError as exc:
                 checking.cancel()
                 exc.detail = _log_tail(engine, container)
@@ -475,17 +486,31 @@ def push(spec: Spec, site: Site, reporter: Reporter) -> dict[str, str]:
     return {"image": tag, "pushed": remote, "digest": digest, "base": state.image_record(tag).get("base", "")}
 
 
-def _reach(engine: Engine, container: Container, alias: str, trusted: bool, *, shared: bool) -> list[str]:
+def _reach(
+    engine: Engine,
+    container: Container,
+    alias: str,
+    trusted: bool,
+    *,
+    shared: bool,
+    failed: Callable[[], BaseException | None] | None = None,
+) -> list[str]:
     """Wait for an authenticated ssh login to the box; its login also reads the notes the box wrote on
     choices its OpenSSH forced. trusted: try the pinned host key first (see ssh.probe); shared: a box
-    that was running already may be reached through the alias's ControlMaster, when it has one."""
+    that was running already may be reached through the alias's ControlMaster, when it has one;
+    failed: the error of the engine work done meanwhile, which ends the wait."""
     command = f"cat {SSHD_NOTES} 2>/dev/null; true"
     if trusted:
-        output = ssh.probe(alias, READY_TIMEOUT, command, trusting_pin=True, shared=shared)
+        output = ssh.probe(alias, READY_TIMEOUT, command, trusting_pin=True, shared=shared, failed=failed)
         if output is not None:
             return output.splitlines()
         ssh.pin_host_key(alias, _host_key(engine, container))
-    return (ssh.probe(alias, READY_TIMEOUT, command) or "").splitlines()
+    return (ssh.probe(alias, READY_TIMEOUT, command, failed=failed) or "").splitlines()
+
+
+def _first_error(*running: Future[Any]) -> Callable[[], BaseException | None]:
+    """The error of the first of these tasks that failed, once one has (None while none has)."""
+    return lambda: next((error for task in running if task.done() and (error := task.exception())), None)
 
 
 def _hand_over(engine: Engine, container: Container, spec: Spec, secrets: dict[str, str], reporter: Reporter) -> None:
@@ -647,7 +672,7 @@ def _create(
             if spec.ssh_port or attempt == 2:
                 raise site.port_taken(chosen, spec.ssh_bind, str(spec.source or "deepbox.toml")) from None
         except BaseException:
-            engine.remove(container.id)
+            _discard(site, container)  # its own failure (an engine gone meanwhile) must not hide this one
             raise
     raise AssertionError("unreachable")
 
@@ -743,6 +768,10 @@ def _host_key(engine: Engine, container: Container) -> str:
         current = engine.container(container.id)
         status = current.status if current is not None else "removed"
         if status not in ("running", "created"):
+            # An engine that is shutting down stops its containers first: asked again a moment later, it
+            # shows that it went away (EngineWentAway), which is then the sentence.
+            time.sleep(1)
+            engine.container(container.id)
             raise DeepboxError(
                 f"The box stopped right after starting (state {status}); its log is above. "
                 "Fix the cause, then run `deepbox up` again.",

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -338,12 +339,20 @@ HOST_KEY_REFUSED = "Host key verification failed."
 
 
 def probe(
-    alias: str, timeout: float, command: str = "true", *, trusting_pin: bool = False, shared: bool = False
+    alias: str,
+    timeout: float,
+    command: str = "true",
+    *,
+    trusting_pin: bool = False,
+    shared: bool = False,
+    failed: Callable[[], BaseException | None] | None = None,
 ) -> str | None:
     """Wait until an authenticated `ssh <alias> COMMAND` succeeds (a TCP connect is not enough); returns
     what it printed. trusting_pin: the host key pinned earlier is tried as it is, and a box that shows
     another key gives None at once (read and pin its key, then probe again). shared: a ControlMaster
-    the alias already has carries the check (no new handshake); without one, a fresh connection."""
+    the alias already has carries the check (no new handshake); without one, a fresh connection.
+    failed: what `up` does meanwhile through the engine; its error ends the wait at once (an engine that
+    went away will not bring the box up either)."""
     deadline = time.monotonic() + timeout
     last = ""
     args = [
@@ -362,6 +371,8 @@ def probe(
     ]
     attempts = 0
     while time.monotonic() < deadline:
+        if failed is not None and (error := failed()) is not None:
+            raise error
         result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=30)
         if result.returncode == 0:
             return result.stdout

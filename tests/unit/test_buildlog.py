@@ -93,6 +93,9 @@ class _Api:
             {"errorDetail": {"code": 1, "message": RUN_ERROR}, "error": RUN_ERROR},
         ]
 
+    def ping(self) -> bool:  # the engine still answers: the step failed, not the engine
+        return True
+
 
 class _Context:
     buildkit = False

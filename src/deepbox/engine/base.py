@@ -107,6 +107,10 @@ class PortInUseError(DeepboxError):
     pass
 
 
+class EngineWentAway(DeepboxError):
+    """The engine stopped answering in the middle of a request or a stream (it stopped or restarted)."""
+
+
 class RegistryUnreachable(DeepboxError):
     """The registry did not answer (down, a wrong address, refused credentials): not the same as a tag it lacks."""
 

@@ -21,6 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import IO, Any
 
+import requests.exceptions
+import urllib3.exceptions
+
 from deepbox.engine import buildkit, buildlog
 from deepbox.engine.base import (
     LABEL_BOX,
@@ -30,6 +33,7 @@ from deepbox.engine.base import (
     Container,
     Engine,
     EngineInfo,
+    EngineWentAway,
     Image,
     NewContainer,
     PortInUseError,
@@ -152,15 +156,35 @@ class _BuildKitSteps(_Steps):
 
 
 @contextmanager
-def _translated(action: str, where: str) -> Iterator[None]:
-    """Map Docker SDK failures to one sentence with the fix."""
+def _translated(action: str, where: str, answers: Callable[[], bool] | None = None) -> Iterator[None]:
+    """Map Docker SDK failures to one sentence with the fix. answers: whether the engine still answers,
+    asked after it refused a request (an engine shutting down refuses with errors of its own)."""
     try:
         yield
     except docker.errors.APIError as exc:
+        if answers is not None and not answers():
+            raise went_away(action, where) from exc
         explanation = exc.explanation or str(exc)
         raise DeepboxError(f"The engine could not {action}: {explanation}.") from exc
     except docker.errors.DockerException as exc:
         raise unreachable(exc, where) from exc
+    except ENGINE_GONE as exc:  # the engine answered when the client was made: it stopped or restarted since
+        raise went_away(action, where) from exc
+
+
+# What the SDK lets through when the engine's connection breaks in the middle of a request or a stream.
+ENGINE_GONE = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.ProtocolError,
+)
+
+
+def went_away(action: str, where: str) -> EngineWentAway:
+    return EngineWentAway(
+        f"The Docker engine at {where} went away while deepbox was trying to {action} (it stopped or restarted); "
+        "once it runs again (start it if it does not come back by itself), run the command again."
+    )
 
 
 def unreachable(exc: Exception, where: str) -> DeepboxError:
@@ -317,7 +341,15 @@ class DockerEngine(Engine):
         return self.info().kind
 
     def _translated(self, action: str) -> Any:
-        return _translated(action, self.where)
+        return _translated(action, self.where, self._answers)
+
+    def _answers(self) -> bool:
+        """Whether the engine still answers (after a failure: one that stopped or restarted does not)."""
+        try:
+            self.client.api.ping()
+        except Exception:
+            return False
+        return True
 
     def info(self) -> EngineInfo:
         if self._info is None:
@@ -363,6 +395,8 @@ class DockerEngine(Engine):
             raise DeepboxError(f"The engine could not look up '{name}': {exc.explanation or exc}.") from exc
         except docker.errors.DockerException as exc:
             raise unreachable(exc, self.where) from exc
+        except ENGINE_GONE as exc:
+            raise went_away(f"look up '{name}'", self.where) from exc
 
     def image(self, name: str) -> Image | None:
         found = self._find(self.client.images, name)
@@ -453,6 +487,8 @@ class DockerEngine(Engine):
                 steps = _ClassicSteps(on_event)
             for chunk in chunks:
                 if "error" in chunk:
+                    if not self._answers():  # the engine's shutdown cancelled the step: no fault of the step's
+                        raise went_away("build the image", self.where)
                     step, tail = steps.failed()
                     raise buildlog.failure(buildlog.step_title(step), chunk["error"], tail)
                 steps.feed(chunk)
@@ -612,9 +648,13 @@ class DockerEngine(Engine):
                 raise PortInUseError(text) from exc
             if "could not select device driver" in text or "nvidia.com/gpu" in text:
                 raise DeepboxError(NO_GPU_RUNTIME) from exc
+            if not self._answers():
+                raise went_away(f"start {container.name}", self.where) from exc
             raise DeepboxError(f"The engine could not start {container.name}: {text}.") from exc
         except docker.errors.DockerException as exc:
             raise unreachable(exc, self.where) from exc
+        except ENGINE_GONE as exc:
+            raise went_away(f"start {container.name}", self.where) from exc
 
     def stop(self, container: Container, timeout: int = 10) -> None:
         with self._translated(f"stop {container.name}"):
@@ -630,6 +670,8 @@ class DockerEngine(Engine):
             raise DeepboxError(f"The engine could not remove {container_id[:12]}: {exc.explanation or exc}.") from exc
         except docker.errors.DockerException as exc:
             raise unreachable(exc, self.where) from exc
+        except ENGINE_GONE as exc:
+            raise went_away(f"remove {container_id[:12]}", self.where) from exc
 
     def exec(self, container: Container, command: list[str], user: str = "") -> tuple[int, str]:
         # What exec_run does, without its extra inspect of the container: polled while a box starts.
