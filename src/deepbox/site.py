@@ -340,7 +340,11 @@ class ServerSite(Site):
                 "(/var/run/docker.sock with the 'docker' group, or a rootless Docker or Podman of that user's: "
                 "`systemctl --user start docker` or `systemctl --user start podman.socket`)."
             )
-        tunnel = remote.Tunnel(self.server, self._probe[4])
+        return self._through_tunnel(self.server, self._probe[4])
+
+    def _through_tunnel(self, server: remote.Server, socket_path: str) -> Engine:
+        """The engine whose socket is at socket_path on `server`, forwarded over ssh to a private socket here."""
+        tunnel = remote.Tunnel(server, socket_path)
         try:
             return engines.connect(self.location, url=tunnel.url, on_close=tunnel.close)
         except DeepboxError:
@@ -374,11 +378,7 @@ class ServerSite(Site):
         )
 
     def free_bytes(self, path: str) -> int | None:
-        try:
-            fields = remote.run(self.server, f"df -Pk {shlex.quote(path)} | tail -n 1").split()
-            return int(fields[3]) * 1024
-        except (DeepboxError, IndexError, ValueError):
-            return None
+        return _free_bytes_on(self.server, path)
 
     def nvidia_smi(self) -> str | None:
         from deepbox import gpu
@@ -554,12 +554,7 @@ class SlurmSite(ServerSite):
                 raise DeepboxError(f"Box '{self._box}''s {job.describe()} is still starting; try again in a moment.")
             self._adopt(job, ready)
         assert self._ready is not None
-        tunnel = remote.Tunnel(self._node(), self._ready.socket)
-        try:
-            return engines.connect(self.location, url=tunnel.url, on_close=tunnel.close)
-        except DeepboxError:
-            tunnel.close()
-            raise
+        return self._through_tunnel(self._node(), self._ready.socket)
 
     def release(self, reporter: Reporter) -> str:
         """End the selected box's job (after its box was removed): scancel, then wait for Slurm to say
@@ -605,13 +600,7 @@ class SlurmSite(ServerSite):
         )
 
     def free_bytes(self, path: str) -> int | None:
-        if self._ready is None:
-            return None
-        try:
-            fields = remote.run(self._node(), f"df -Pk {shlex.quote(path)} | tail -n 1").split()
-            return int(fields[3]) * 1024
-        except (DeepboxError, IndexError, ValueError):
-            return None
+        return _free_bytes_on(self._node(), path) if self._ready is not None else None  # the node's disk
 
     def nvidia_smi(self) -> str | None:
         from deepbox import gpu
@@ -630,6 +619,14 @@ class SlurmSite(ServerSite):
         if path and self._ready is not None:
             return f"{self._ready.node}:{path} (Slurm job {self._job.id if self._job else '?'}, {self.host})"
         return super().describe(path)
+
+
+def _free_bytes_on(server: remote.Server, path: str) -> int | None:
+    try:
+        fields = remote.run(server, f"df -Pk {shlex.quote(path)} | tail -n 1").split()
+        return int(fields[3]) * 1024
+    except (DeepboxError, IndexError, ValueError):
+        return None
 
 
 def site_for(location: Location) -> Site:
