@@ -51,6 +51,9 @@ HOST_KEY = "/etc/ssh/deepbox/ssh_host_ed25519_key.pub"
 SSHD_NOTES = "/run/deepbox/notes"  # written by the box's sshd-config.sh
 JUPYTER_TOKEN_FILE = "/run/deepbox/jupyter-token"  # noqa: S105 - a path, read by the box's deepbox-jupyter
 READY_TIMEOUT = 90.0
+# How a box ends when it is stopped rather than failing: sshd exits 0 on SIGTERM; a shell still in the
+# entrypoint dies of the signal (128 + 15, or 128 + 9 after the stop's grace).
+STOPPED_FROM_OUTSIDE = (0, 143, 137)
 BOOTSTRAP_HINT = "deepbox base bootstrap --tag {tag}"
 SSH_PORT, JUPYTER_PORT = "22/tcp", "8888/tcp"
 # What the box's sshd hands to every login session (assets/sshd-config.sh), besides DEEPBOX_SESSION_ENV's names.
@@ -768,6 +771,8 @@ def _host_key(engine: Engine, container: Container) -> str:
         current = engine.container(container.id)
         status = current.status if current is not None else "removed"
         if status not in ("running", "created"):
+            if current is not None and current.exit_code in STOPPED_FROM_OUTSIDE:
+                _stopped_from_outside(engine, container)
             # An engine that is shutting down stops its containers first: asked again a moment later, it
             # shows that it went away (EngineWentAway), which is then the sentence.
             time.sleep(1)
@@ -784,6 +789,20 @@ def _host_key(engine: Engine, container: Container) -> str:
     raise DeepboxError(
         "The box did not create its SSH host key within 30 s; see its log above.",
         detail=_log_tail(engine, container),
+    )
+
+
+def _stopped_from_outside(engine: Engine, container: Container) -> None:
+    """The box ended as a stop ends it (sshd's clean exit on SIGTERM, or the signal's own code), not on a
+    failure of its own: a `docker stop`, or its engine shutting down, which may take some seconds to stop
+    answering once its containers are down. That is EngineWentAway when the engine goes; else this."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        engine.container(container.id)  # raises EngineWentAway once the engine is gone
+    raise DeepboxError(
+        "The box was stopped from outside right after it started (a `docker stop`, or its engine stopping); "
+        "run `deepbox up` again."
     )
 
 

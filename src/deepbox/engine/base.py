@@ -73,6 +73,7 @@ class Container:
     started_at: str = ""  # when it last started (ISO 8601), "" when never
     gpus: str = ""  # the GPUs it asked for: "all", "2", "0,2"; "" for none
     env: tuple[str, ...] = ()  # its environment, image's included
+    exit_code: int | None = None  # how it last ended, when it has
 
 
 @dataclass(frozen=True)

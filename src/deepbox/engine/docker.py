@@ -310,6 +310,7 @@ def _record(container: Any) -> Container:
         started_at="" if started.startswith("0001-") else started,
         gpus=_held_gpus(attrs),
         env=tuple(attrs.get("Config", {}).get("Env") or ()),
+        exit_code=attrs.get("State", {}).get("ExitCode") if container.status == "exited" else None,
     )
 
 
