@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from deepbox.ssh import PROBE_KEX
+
 RECORDED = Path(__file__).parent / "data" / "openssh"
 SCRIPT = resources.files("deepbox.assets").joinpath("sshd-config.sh")
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGqfHfB1KGP6x4e+5dLHL1qYJf6dgqMxs2f8lC2wRb+e deepbox-demo"
@@ -119,6 +121,7 @@ def test_config_for_each_recorded_openssh(tmp_path, version):
     kex = found["KexAlgorithms"].split(",")
     assert kex[0] == first_kex
     assert "curve25519-sha256" in kex, "kept for clients without post-quantum key exchange"
+    assert PROBE_KEX in kex, "`up` checks every box with it"
     assert not [k for k in kex if "nistp" in k or "sha1" in k or "sntrup4591761" in k]
     assert ("chacha20-poly1305@openssh.com" in found["Ciphers"]) == chacha
     assert all(c.endswith(("-gcm@openssh.com", "-ctr", "poly1305@openssh.com")) for c in found["Ciphers"].split(","))
