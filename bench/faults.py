@@ -204,7 +204,7 @@ def broken_files(box: Box) -> list[str]:
     for path in files:
         parse = parsers.get(path.suffix)
         if parse is None or not path.is_file() or path.parent.name == "locks":
-            continue  # locks/*.lock are filelock's empty files, not deepbox.lock
+            continue  # locks/*.lock are the empty flock files, not deepbox.lock
         try:
             parse(path.read_text())
         except Exception as exc:

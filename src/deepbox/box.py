@@ -19,8 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from filelock import FileLock, Timeout
-
 from deepbox import baseimage, boxsecrets, catalog, drift, gpu, lock, paths, progress, slurm, ssh, state
 from deepbox.config import BoxPort, Spec
 from deepbox.dockerfile import VENV, plan_for, render
@@ -42,6 +40,7 @@ from deepbox.engine import (
     buildlog,
 )
 from deepbox.errors import DeepboxError
+from deepbox.fsutil import LockTimeout, file_lock
 from deepbox.model import BoxStatus, BuildContext, BuildEvent, FrameworkCheck, ReachedPort, UpResult
 from deepbox.profile import PROFILE_VERSION, box_profile
 from deepbox.site import Site, site_for
@@ -96,22 +95,20 @@ def volume_names(box: str) -> tuple[str, str]:
 @contextlib.contextmanager
 def box_lock(box: str, reporter: Reporter) -> Iterator[None]:
     """One `up`/`down`/`rm` per box at a time; a second waits and then finds the first's result."""
-    paths.locks_dir().mkdir(parents=True, exist_ok=True)
-    held = FileLock(paths.locks_dir() / f"{box}.lock")
-    try:
-        held.acquire(timeout=0)
-    except Timeout:
-        reporter.step(f"Waiting for another deepbox command on box '{box}' to finish")
+    with contextlib.ExitStack() as held:
         try:
-            held.acquire(timeout=1800)
-        except Timeout as exc:
+            held.enter_context(
+                file_lock(
+                    paths.locks_dir() / f"{box}.lock",
+                    timeout=1800,
+                    waiting=lambda: reporter.step(f"Waiting for another deepbox command on box '{box}' to finish"),
+                )
+            )
+        except LockTimeout as exc:
             raise DeepboxError(
                 f"Another deepbox command has held box '{box}' for 30 minutes; let it finish or stop it."
             ) from exc
-    try:
         yield
-    finally:
-        held.release()
 
 
 def _tcp(box_port: int) -> str:

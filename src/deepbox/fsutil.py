@@ -8,12 +8,12 @@ import glob
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from filelock import FileLock
-
 from deepbox import paths
+from deepbox.errors import DeepboxError
 
 
 def atomic_write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
@@ -56,9 +56,74 @@ def shared_files_lock() -> Iterator[None]:
     """Held around a read-modify-write of a file every box shares (the ssh config deepbox owns, its
     known_hosts, the servers list): concurrent `up`s of different boxes would otherwise drop each
     other's entries."""
-    paths.locks_dir().mkdir(parents=True, exist_ok=True)
-    with FileLock(paths.locks_dir() / "shared-files.lock", timeout=120):
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(file_lock(paths.locks_dir() / "shared-files.lock", timeout=120))
+        except LockTimeout as exc:
+            raise DeepboxError(
+                f"Another deepbox command has held {exc} for 2 minutes; let it finish or stop it, then run again."
+            ) from exc
         yield
+
+
+class LockTimeout(Exception):
+    """Another process held the lock for longer than the caller would wait."""
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, timeout: float, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """An exclusive flock(2) on PATH, waited for up to TIMEOUT seconds (waiting: called once when another
+    process holds it). The kernel releases it when its holder dies, even by SIGKILL, so no stale lock
+    outlives a killed command. (The system's lock on its own file, not a library: this lock is taken on
+    every command, and importing one cost more than the rest of the lock.)"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        told = False
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(str(path))
+            if waiting is not None and not told:
+                waiting()
+                told = True
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            _unlock(fd)
+    finally:
+        os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows: a lock on the file's first byte, released by the system on exit too
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+        return
+    fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

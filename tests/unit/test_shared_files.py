@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import errno
 import multiprocessing
+import multiprocessing.synchronize
 import os
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +117,36 @@ def test_a_write_removes_the_temp_file_of_a_killed_writer(home):
     busy.write_text("half")
     atomic_write(target, "new\n")
     assert sorted(p.name for p in home.iterdir()) == sorted(["known_hosts", busy.name])
+
+
+def _hold_lock(path: str, held: multiprocessing.synchronize.Event) -> None:
+    from deepbox.fsutil import file_lock
+
+    with file_lock(Path(path), timeout=5):
+        held.set()
+        while True:
+            time.sleep(1)
+
+
+def test_file_lock_waits_then_times_out_and_a_killed_holder_releases_it(tmp_path):
+    from deepbox.fsutil import LockTimeout, file_lock
+
+    path = tmp_path / "locks" / "box.lock"
+    context = multiprocessing.get_context("spawn")
+    held = context.Event()
+    holder = context.Process(target=_hold_lock, args=(str(path), held))
+    holder.start()
+    try:
+        assert held.wait(30)
+        told: list[str] = []
+        with pytest.raises(LockTimeout), file_lock(path, timeout=0.3, waiting=lambda: told.append("waiting")):
+            pass
+        assert told == ["waiting"]  # said once, however long the wait
+        os.kill(holder.pid, signal.SIGKILL)  # a killed command leaves no stale lock behind
+        holder.join(10)
+        with file_lock(path, timeout=5, waiting=lambda: told.append("again")):
+            assert told == ["waiting"]
+    finally:
+        if holder.is_alive():
+            holder.kill()
+            holder.join(10)
