@@ -9,6 +9,7 @@ lives (this machine or a server) is the Site's business; talking to the engine i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import re
@@ -40,7 +41,7 @@ from deepbox.engine import (
     buildlog,
 )
 from deepbox.errors import DeepboxError
-from deepbox.fsutil import LockTimeout, file_lock
+from deepbox.fsutil import LockTimeout, atomic_write, file_lock
 from deepbox.model import BoxStatus, BuildContext, BuildEvent, FrameworkCheck, ReachedPort, UpResult
 from deepbox.profile import PROFILE_VERSION, box_profile
 from deepbox.site import Site, site_for
@@ -351,7 +352,7 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
             why = "to free ports" if new_port else "its settings changed"
             reporter.step(f"Replacing box '{spec.name}' ({why}; volumes are kept)")
             engine.remove(existing.id)
-            paths.framework_checks(existing.id).unlink(missing_ok=True)
+            _forget_checks(existing.id)
             ssh.close_master(spec.alias)
             if existing.image != tag and existing.image.startswith(f"deepbox/{spec.engine_name}:"):
                 engine.untag(existing.image)  # old images would otherwise pile up with every change
@@ -370,20 +371,28 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
         if not trusted:
             ssh.pin_host_key(spec.alias, _host_key(engine, container))
         ssh.write_host(endpoint)
-        # The hand-over and the framework check go through the engine, not SSH: run them while SSH comes up.
-        reporter.step(f"Waiting for SSH on {endpoint.host}:{port} and checking frameworks inside the box")
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            handing = pool.submit(_hand_over, engine, container, spec, secrets, reporter)
-            checking = pool.submit(verify, engine, container, spec, plan.frameworks)
-            try:
-                failed = _first_error(handing, checking)
-                notes = _reach(engine, container, spec.alias, trusted, shared=action == "running", failed=failed)
-            except DeepboxError as exc:
-                checking.cancel()
-                exc.detail = _log_tail(engine, container)
-                raise
-            handing.result()
-            python_version, checks = checking.result()
+        handed = _handed_over_digest(spec, secrets, key)
+        checked = _checked_since_start(spec, site, container, handed) if action == "running" else None
+        if checked is not None:
+            reporter.step(f"Box '{spec.name}' has run unchanged since `up` checked it; its sshd answers on port {port}")
+            python_version, checks, notes = checked
+        else:
+            # The hand-over and the framework check go through the engine, not SSH: run them while SSH comes up.
+            reporter.step(f"Waiting for SSH on {endpoint.host}:{port} and checking frameworks inside the box")
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                handing = pool.submit(_hand_over, engine, container, spec, secrets, reporter)
+                checking = pool.submit(verify, engine, container, spec, plan.frameworks)
+                try:
+                    failed = _first_error(handing, checking)
+                    notes = _reach(engine, container, spec.alias, trusted, shared=action == "running", failed=failed)
+                except DeepboxError as exc:
+                    checking.cancel()
+                    exc.detail = _log_tail(engine, container)
+                    raise
+                handing.result()
+                python_version, checks = checking.result()
+            if all(check.ok for check in checks):
+                _record_checked(spec, container, handed, python_version, checks, notes)
         for note in notes:
             reporter.step(f"Note: {note}")
     except BaseException:
@@ -506,6 +515,63 @@ def _reach(
             return output.splitlines()
         ssh.pin_host_key(alias, _host_key(engine, container))
     return (ssh.probe(alias, READY_TIMEOUT, command, failed=failed) or "").splitlines()
+
+
+# A running box checked since it started -------------------------------------------------------------
+# `up` proves a box when it starts it: an authenticated ssh login, the frameworks importing, the secrets
+# handed over. While the same container keeps running (same start, same settings, same pinned host key,
+# same secrets), `up` again only confirms that sshd answers on the box's port; `deepbox doctor` and an
+# `up` after any start check everything again.
+
+
+def _handed_over_digest(spec: Spec, secrets: dict[str, str], key: Path) -> str:
+    """What `up` hands the box (secrets, Jupyter token), as a digest keyed by the box's private client key:
+    whoever could read the secrets back from it could log in to the box with that key anyway."""
+    handed = boxsecrets.box_file(secrets) + (state.jupyter_token(spec.name).encode() if spec.jupyter else b"")
+    try:
+        secret_key = hashlib.blake2b(key.read_bytes()).digest()[:64]
+    except OSError:
+        return ""  # no key to read: never taken for the same hand-over
+    return hashlib.blake2b(handed, key=secret_key).hexdigest()
+
+
+def _checked_since_start(
+    spec: Spec, site: Site, container: Container, handed: str
+) -> tuple[str, list[FrameworkCheck], list[str]] | None:
+    """The checks of the last full `up` of this running container, when nothing they proved can have
+    changed since and sshd still answers; None when `up` must check the box in full."""
+    if spec.device == "cuda" or site.jump is not None or not handed or not container.started_at:
+        return None  # a GPU can come or go while a box runs; a jump hop is checked by logging in
+    record = state.read_json(paths.up_checks(container.id))
+    if not isinstance(record, dict) or record.get("seen") != [
+        container.started_at,
+        container.labels.get(LABEL_RUN, ""),
+        ssh.pinned_host_key(spec.alias) or "",
+        handed,
+    ]:
+        return None
+    port = container.ports.get(SSH_PORT)
+    if not port or not ssh.answers(site.connect_host(spec.ssh_bind), port):
+        return None
+    try:
+        checks = [FrameworkCheck(**row) for row in record["checks"]]
+        return str(record["python"]), checks, [str(note) for note in record["notes"]]
+    except (KeyError, TypeError):
+        return None
+
+
+def _record_checked(
+    spec: Spec, container: Container, handed: str, python_version: str, checks: list[FrameworkCheck], notes: list[str]
+) -> None:
+    seen = [container.started_at, container.labels.get(LABEL_RUN, ""), ssh.pinned_host_key(spec.alias) or "", handed]
+    record = {"seen": seen, "python": python_version, "checks": [dataclasses.asdict(c) for c in checks], "notes": notes}
+    with contextlib.suppress(OSError):  # a record not kept only makes the next `up` check in full
+        atomic_write(paths.up_checks(container.id), json.dumps(record), mode=0o600)
+
+
+def _forget_checks(container_id: str) -> None:
+    paths.framework_checks(container_id).unlink(missing_ok=True)
+    paths.up_checks(container_id).unlink(missing_ok=True)
 
 
 def _first_error(*running: Future[Any]) -> Callable[[], BaseException | None]:
@@ -982,7 +1048,7 @@ def _remove(box: str, volumes: bool, site: Site, reporter: Reporter) -> list[str
         if container is not None:
             reporter.step(f"Removing box '{box}'")
             engine.remove(container.id)
-            paths.framework_checks(container.id).unlink(missing_ok=True)
+            _forget_checks(container.id)
             removed.append(container.name)
         for volume in box_volumes:
             engine.remove_volume(volume)

@@ -50,6 +50,11 @@ def framework_checks(container_id: str) -> Path:
     return data_dir() / "checks" / f"{container_id}.json"
 
 
+def up_checks(container_id: str) -> Path:
+    """What the last full `up` of one container proved, and the state it proved it in (see box._up)."""
+    return data_dir() / "checks" / f"{container_id}.up.json"
+
+
 def base_facts(image_id: str) -> Path:
     """What one base image has (see baseimage.facts), by image id."""
     return data_dir() / "bases" / f"{image_id.removeprefix('sha256:')}.json"

@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -389,6 +390,16 @@ def probe(
         # often for the first second, then gently.
         time.sleep(0.02 if attempts < 30 else 0.3)
     raise DeepboxError(f"The box did not answer an authenticated `ssh {alias} true` within {timeout:.0f} s ({last}).")
+
+
+def answers(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether an SSH server greets on host:port. The engine's port proxy accepts a connection even when
+    nothing listens in the box, so it is the server's identification line that counts."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as connection:
+            return connection.recv(64).startswith(b"SSH-2.0-")
+    except OSError:
+        return False
 
 
 def close_master(alias: str) -> None:

@@ -1,5 +1,6 @@
 """`up` on a box it made before: the host key pinned then is what ssh checks, so it is not read out of
-band again; a box that shows another key gets it read and pinned again."""
+band again; a box that shows another key gets it read and pinned again. A box still running since `up`
+checked it is not checked again, until it restarts."""
 
 from __future__ import annotations
 
@@ -10,16 +11,17 @@ import time
 HOST_KEY = "/etc/ssh/deepbox/ssh_host_ed25519_key.pub"
 
 
+def _execs(docker_client, container_id: str, since: int) -> list[str]:
+    """Every `docker exec` the engine saw for the container since `since` (unix seconds)."""
+    time.sleep(1.1)  # the engine's event filter counts whole seconds
+    until = int(time.time()) + 1
+    wanted = {"container": container_id, "event": "exec_create"}
+    return [event["Action"] for event in docker_client.events(since=since, until=until, filters=wanted, decode=True)]
+
+
 def _host_key_reads(docker_client, container_id: str, since: int) -> list[str]:
     """The `docker exec`s of the host key the engine saw for the container since `since` (unix seconds)."""
-    time.sleep(1.1)  # the engine's event filter counts whole seconds
-    events = docker_client.events(
-        since=since,
-        until=int(time.time()) + 1,
-        filters={"container": container_id, "event": "exec_create"},
-        decode=True,
-    )
-    return [event["Action"] for event in events if HOST_KEY in event.get("Action", "")]
+    return [action for action in _execs(docker_client, container_id, since) if HOST_KEY in action]
 
 
 def _pin(project) -> str:
@@ -65,3 +67,32 @@ def test_up_again_trusts_the_pinned_host_key_and_repins_a_changed_one(make_proje
     assert json.loads(repinned.out)["action"] == "running"
     assert _pin(project) == real_pin
     assert len(_host_key_reads(docker_client, container.id, since)) == 1
+
+
+def test_up_on_a_running_box_checked_since_its_start_does_no_exec_and_a_restart_checks_it_again(
+    make_project, docker_client
+):
+    project = make_project("quickup")
+    first = project.deepbox("up", "--json")
+    assert first.code == 0, first.err
+    container = docker_client.containers.get(f"deepbox-{project.name}")
+    time.sleep(1.1)
+
+    # Running since the full check: no framework check, no hand-over, no login; the same report.
+    since = int(time.time())
+    again = project.deepbox("up", "--json")
+    assert again.code == 0, again.err
+    assert "has run unchanged since `up` checked it" in again.err
+    assert _execs(docker_client, container.id, since) == []
+    before, after = json.loads(first.out), json.loads(again.out)
+    assert after["action"] == "running"
+    assert after["frameworks"] == before["frameworks"] and after["python_version"] == before["python_version"]
+    assert project.deepbox("ssh", "--", "true").code == 0
+
+    # Restarted outside deepbox (as a restart policy does): everything is checked again.
+    container.restart(timeout=10)
+    since = int(time.time())
+    restarted = project.deepbox("up", "--json")
+    assert restarted.code == 0, restarted.err
+    assert "has run unchanged" not in restarted.err
+    assert any("import" in action or "python" in action for action in _execs(docker_client, container.id, since))
