@@ -666,7 +666,7 @@ def phase_worker(repeat: int) -> dict[str, Any]:
     wrap(box, "_host_key", "host key read (docker exec cat, polled 0.1 s)", "in_host_key")
     wrap(ssh, "pin_host_key", "pin host key + write ssh config")
     wrap(ssh, "write_host", "pin host key + write ssh config")
-    wrap(ssh, "probe", "ssh probe loop (polled 0.05 s, then 0.3 s)", "in_probe")
+    wrap(ssh, "probe", "ssh probe loop (polled 0.02 s for 1 s, then 0.3 s)", "in_probe")
     wrap(box, "verify", BESIDE_PROBE[0])
     wrap(box, "_hand_over", BESIDE_PROBE[1])
 

@@ -215,9 +215,12 @@ def host_ports(spec: Spec, site: Site, previous: dict[int, int], avoid: set[int]
 # up ---------------------------------------------------------------------------------------------
 
 
-def up(spec: Spec, site: Site, reporter: Reporter, *, frozen: bool = False, new_port: bool = False) -> UpResult:
+def up(
+    spec: Spec, site: Site, reporter: Reporter, *, frozen: bool = False, new_port: bool = False, check: bool = False
+) -> UpResult:
     """Bring the box up from its lock (locking first when the lock is missing or stale, unless frozen).
-    new_port: recreate the box on free ports (another program took its own while it was stopped)."""
+    new_port: recreate the box on free ports (another program took its own while it was stopped).
+    check: check a running box in full even when it has run unchanged since `up` checked it."""
     if new_port and spec.ssh_port:
         raise DeepboxError(
             f"ssh.port = {spec.ssh_port} in {spec.source or 'deepbox.toml'} fixes the box's port, so `up --new-port` "
@@ -225,7 +228,7 @@ def up(spec: Spec, site: Site, reporter: Reporter, *, frozen: bool = False, new_
         )
     with box_lock(spec.name, reporter):
         try:
-            return _up(spec, site, reporter, frozen, new_port)
+            return _up(spec, site, reporter, frozen, new_port, check)
         except BaseException:
             site.abandon()  # a Slurm job this `up` submitted: cancelled
             raise
@@ -287,7 +290,7 @@ def _check_settings(spec: Spec) -> None:
     baseimage.check_reference(spec.base, str(spec.source or "deepbox.toml"))
 
 
-def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool) -> UpResult:
+def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool, check: bool) -> UpResult:
     # Unknown, refused or conflicting frameworks fail here, before any engine call; versions, Python
     # and CUDA are checked against what the base image has, once it is read.
     _check_settings(spec)
@@ -372,7 +375,7 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
             ssh.pin_host_key(spec.alias, _host_key(engine, container))
         ssh.write_host(endpoint)
         handed = _handed_over_digest(spec, secrets, key)
-        checked = _checked_since_start(spec, site, container, handed) if action == "running" else None
+        checked = _checked_since_start(spec, site, container, handed) if action == "running" and not check else None
         if checked is not None:
             reporter.step(f"Box '{spec.name}' has run unchanged since `up` checked it; its sshd answers on port {port}")
             python_version, checks, notes = checked
@@ -520,8 +523,8 @@ def _reach(
 # A running box checked since it started -------------------------------------------------------------
 # `up` proves a box when it starts it: an authenticated ssh login, the frameworks importing, the secrets
 # handed over. While the same container keeps running (same start, same settings, same pinned host key,
-# same secrets), `up` again only confirms that sshd answers on the box's port; `deepbox doctor` and an
-# `up` after any start check everything again.
+# same secrets), `up` again only confirms that sshd answers on the box's port; `up --check`, and an `up`
+# after any start, check everything again.
 
 
 def _handed_over_digest(spec: Spec, secrets: dict[str, str], key: Path) -> str:

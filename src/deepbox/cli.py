@@ -415,14 +415,21 @@ def init(ctx: click.Context, force: bool) -> None:
     help="Move the box to free ports (another program took its own); the ssh alias and IDE files follow.",
 )
 @click.option("--dotfiles", "dotfiles_again", is_flag=True, help="Install the dotfiles setting in the box again.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Check a running box in full again (SSH login, framework imports, secrets), even when it has run "
+    "unchanged since `up` last checked it.",
+)
 @_plain_opt
 @project_option
 @click.pass_context
-def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool, dotfiles_again: bool) -> None:
+def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool, dotfiles_again: bool, check: bool) -> None:
     """Build (or reuse) the box, start it and check it over SSH.
 
     Locks the packages when needed, builds the image when the spec changed, starts the container, waits
-    for SSH and checks that the frameworks import. --new-port moves a box whose port another program took.
+    for SSH and checks that the frameworks import. A box running unchanged since `up` checked it is only
+    confirmed to answer (--check checks it in full). --new-port moves a box whose port another program took.
     """
     from deepbox import box, dotfiles
 
@@ -430,7 +437,7 @@ def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool, dotfiles
     dotfiles.check_setting(spec, again=dotfiles_again)
     spec = site.bind(spec)
     reporter = ConsoleReporter(plain=bool(ctx.obj.get("plain")))
-    result = box.up(spec, site, reporter, frozen=frozen, new_port=new_port)
+    result = box.up(spec, site, reporter, frozen=frozen, new_port=new_port, check=check)
     written = _write_ide_files(spec, result)
     installed = dotfiles.ensure(spec, site, ConsoleReporter(), again=dotfiles_again)
     if as_json:

@@ -89,6 +89,13 @@ def test_up_on_a_running_box_checked_since_its_start_does_no_exec_and_a_restart_
     assert after["frameworks"] == before["frameworks"] and after["python_version"] == before["python_version"]
     assert project.deepbox("ssh", "--", "true").code == 0
 
+    # Asked for: the full check, at once.
+    since = int(time.time())
+    checked = project.deepbox("up", "--check", "--json")
+    assert checked.code == 0, checked.err
+    assert "has run unchanged" not in checked.err
+    assert any("import" in action or "python" in action for action in _execs(docker_client, container.id, since))
+
     # Restarted outside deepbox (as a restart policy does): everything is checked again.
     container.restart(timeout=10)
     since = int(time.time())
