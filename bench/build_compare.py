@@ -7,7 +7,9 @@
 BuildKit, "cold" means no layer cache; deepbox's apt and uv cache mounts keep what earlier builds
 downloaded, as they do for a user. Every Dockerfile here carries `ENV DEEPBOX_BENCH_RUN=<run id>`
 right after FROM, so its layers are this run's own: no layer cached by an earlier run (or by another
-build on the engine) is reused, while the cache mounts are shared as a user's are.
+build on the engine) is reused, while the cache mounts are shared as a user's are. The images are
+removed at the end, but the engine's build cache keeps this run's layers (about 5 GB for a full run
+with --wheels), which no later run reuses: `docker builder prune` frees them.
 
 a) cold build time (no layer cache) and image size for pytorch + scikit-learn: deepbox vs a
    Deepo-style Dockerfile (one RUN layer, plain pip, build tools and the scientific base, no cache
