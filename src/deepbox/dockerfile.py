@@ -88,28 +88,56 @@ class _Both(str):
         return line
 
 
-def _apt_install(packages: tuple[str, ...] | list[str], buildkit: bool, then: str = "") -> str:
-    """apt-get install in one layer, without apt's lists; `then`: more shell to run in the same layer."""
+# apt-get writes its package caches (pkgcache.bin, srcpkgcache.bin: about 80 MB on Debian 12) on every
+# update and install; the next apt-get makes them again, so no layer keeps them.
+APT_BINARY_CACHES = "rm -f /var/cache/apt/*.bin"
+# dpkg leaves out what a box user does not read: documentation (but each package's copyright), man and
+# info pages, and the translations of programs' messages. It holds for later `apt-get install`s too.
+NO_DOCS = "/etc/dpkg/dpkg.cfg.d/deepbox-no-docs"
+NO_DOCS_RULES = (
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-include=/usr/share/locale/locale.alias",
+)
+
+
+def _no_docs() -> str:
+    """A shell command that writes the dpkg rule that leaves documentation out."""
+    return "printf '%s\\n' " + " ".join(shlex.quote(rule) for rule in NO_DOCS_RULES) + f" >{NO_DOCS}"
+
+
+def _apt_install(packages: tuple[str, ...] | list[str], buildkit: bool, then: str = "", first: bool = False) -> str:
+    """apt-get install in one layer, without apt's lists and caches; `then`: more shell to run in the same
+    layer; `first`: the image's first install, which also writes the dpkg rule that leaves docs out."""
     install = "apt-get install -y --no-install-recommends " + " ".join(shlex.quote(p) for p in packages)
-    plain = _run("apt-get update", install, "rm -rf /var/lib/apt/lists/*") + then
+    setup = [_no_docs()] if first else []
+    plain = _run(*setup, "apt-get update", install, f"rm -rf /var/lib/apt/lists/* && {APT_BINARY_CACHES}") + then
     if not buildkit:
         return plain
     cached = _run(
+        *setup,
         f"mkdir -p {APT_ARCHIVES}/partial",
         "apt-get update",
         install.replace(" -y ", f" -y -o Dir::Cache::Archives={APT_ARCHIVES}/ ", 1),
+        APT_BINARY_CACHES,
     )
     return _Both(cached.replace("RUN ", f"RUN {APT_CACHES} \\\n    ", 1) + then, plain)
 
 
-def _uv_run(command: str, buildkit: bool, user: str) -> str:
+def _uv_run(command: str, buildkit: bool, user: str, wheels: bool = False) -> str:
     """RUN a uv command; with BuildKit its downloads and built wheels stay in a cache mount of the box
-    user's (uv keeps none in the image either way)."""
+    user's (uv keeps none in the image either way), and `wheels`: the local wheel folders of the build
+    context are mounted for it, so no layer keeps them."""
     plain = f"RUN {command}"
     if not buildkit:
         return plain
     uid, _, gid = user.partition(":")
     mount = f"--mount=type=cache,id=deepbox-uv-{uid},target={UV_CACHE},uid={uid},gid={gid}"
+    if wheels:
+        mount += f" --mount=type=bind,source=deepbox/wheels,target={WHEELS}"
     return _Both(f"RUN {mount} \\\n    UV_NO_CACHE=0 UV_CACHE_DIR={UV_CACHE} {command}", plain)
 
 
@@ -266,8 +294,9 @@ def render(
         "ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8",
         "",
         "# System packages change rarely, so they come first. Debian's openssh-server makes host",
-        "# keys on install: delete them in the same layer, the box makes its own on first start.",
-        _apt_install(SYSTEM_PACKAGES, buildkit, then=" \\\n && rm -f /etc/ssh/ssh_host_*"),
+        "# keys on install: delete them in the same layer, the box makes its own on first start. dpkg leaves",
+        "# out documentation, man pages and translations, in this install and in every later one.",
+        _apt_install(SYSTEM_PACKAGES, buildkit, then=" \\\n && rm -f /etc/ssh/ssh_host_*", first=True),
         "",
     ]
     framework_apt = sorted({pkg for item in plan.selected for pkg in item.apt} - set(SYSTEM_PACKAGES))
@@ -373,7 +402,7 @@ def _sudo_lines(spec: Spec) -> list[str]:
             _run(
                 "apt-get update",
                 "apt-get install -y --no-install-recommends sudo",
-                f"rm -rf /var/lib/apt/lists/* {SUDO_STUB}",
+                f"rm -rf /var/lib/apt/lists/* {SUDO_STUB} && {APT_BINARY_CACHES}",
                 "echo 'Set disable_coredump false' >>/etc/sudo.conf",
                 *grant,
             ),
@@ -417,8 +446,8 @@ class _Installs:
         self.head: list[str] = self._wheels()
 
     def _wheels(self) -> list[str]:
-        """Local find-links folders travel in the build context (the classic builder cannot mount them);
-        with a lock, only the wheels it names."""
+        """Local find-links folders travel in the build context; with a lock, only the wheels it names.
+        BuildKit mounts them into each install; the classic builder, which cannot, copies them in."""
         spec = self.spec
         for index, link in enumerate(fl for fl in spec.find_links if "://" not in fl):
             folder = spec.project_path(link)
@@ -440,7 +469,10 @@ class _Installs:
             self.wheel_dirs.append(f"{WHEELS}/{index}")
         if not any(name.startswith("deepbox/wheels/") for name in self.files):
             return []
-        return [f"COPY --chown={self.user} deepbox/wheels/ {WHEELS}/"]
+        copy = f"COPY --chown={self.user} deepbox/wheels/ {WHEELS}/"
+        if not self.buildkit:
+            return [copy]
+        return [_Both("# The local wheel folders are mounted into each install below: no layer keeps them.", copy)]
 
     # The catalog's tiers, before the SSH layer ------------------------------------------------------
 
@@ -491,7 +523,7 @@ class _Installs:
         ]
 
     def _uv(self, command: str) -> str:
-        return _uv_run(command, self.buildkit, self.user)
+        return _uv_run(command, self.buildkit, self.user, wheels=bool(self.head))
 
     # The project's own packages, after the SSH layer --------------------------------------------------
 

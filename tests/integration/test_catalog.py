@@ -54,3 +54,8 @@ def test_pytorch_cpu_from_a_local_wheel_folder(make_project):
     assert checks["pytorch"]["ok"], checks["pytorch"]["error"]
     assert checks["pytorch"]["version"].startswith("2.13.0+cpu")
     assert checks["pytorch"]["gpu"] is False
+    # BuildKit mounted the wheel folder for the installs: the image keeps no copy of it. dpkg left the
+    # man pages of the box's own packages out; pip and uv still install.
+    assert project.ssh('test -z "$(ls -A /tmp/deepbox-wheels 2>/dev/null)"').code == 0
+    assert project.ssh("test ! -e /usr/share/man/man8/sshd.8.gz && test ! -e /var/cache/apt/pkgcache.bin").code == 0
+    assert project.ssh("uv pip install -q --no-deps six && pip --version && python -c 'import six'").code == 0

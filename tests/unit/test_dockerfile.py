@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -432,3 +433,42 @@ def test_buildkit_caches_apt_and_uv_downloads_and_keeps_the_tag(spec_for):
     uv_runs = [line for line in cached.dockerfile.split("RUN ")[1:] if "uv pip install" in line]
     assert len(uv_runs) == 2 and cached.dockerfile.count(uv_mount) == 2
     assert "    UV_NO_CACHE=0 UV_CACHE_DIR=/tmp/deepbox-uv-cache uv pip install" in cached.dockerfile
+
+
+def test_apt_layers_keep_neither_docs_nor_apt_caches(spec_for, tmp_path):
+    spec = spec_for('frameworks = ["lightgbm"]\napt = ["curl"]\n[user]\nsudo = true\n')
+    for context in (render(spec), render(spec, buildkit=True)):
+        runs = [step for step in instructions(context.dockerfile) if "apt-get install" in step]
+        assert len(runs) == 4, "system packages, the catalog's, the project's and sudo"
+        for step in runs:
+            assert step.index("rm -f /var/cache/apt/*.bin") > step.index("apt-get install"), step
+        first = runs[0]
+        rule = "printf " + next(part for part in first.split(" && ") if "dpkg.cfg.d" in part).split(" printf ")[1]
+        assert first.index("dpkg.cfg.d") < first.index("apt-get install")
+        written = tmp_path / "no-docs"
+        subprocess.run(["sh", "-c", rule.replace("/etc/dpkg/dpkg.cfg.d/deepbox-no-docs", str(written))], check=True)
+        assert written.read_text().splitlines() == [
+            "path-exclude=/usr/share/doc/*",
+            "path-include=/usr/share/doc/*/copyright",
+            "path-exclude=/usr/share/man/*",
+            "path-exclude=/usr/share/info/*",
+            "path-exclude=/usr/share/locale/*",
+            "path-include=/usr/share/locale/locale.alias",
+        ]
+
+
+def test_buildkit_mounts_local_wheels_instead_of_copying_them(spec_for, tmp_path):
+    wheels = tmp_path / "wheelhouse"
+    wheels.mkdir()
+    (wheels / "demo-1.0-py3-none-any.whl").write_bytes(b"PK-demo-wheel")
+    spec = spec_for(f'frameworks = ["numpy"]\npip = ["demo"]\n[build]\nfind_links = ["{wheels}"]\n')
+    classic, mounted = render(spec), render(spec, buildkit=True)
+    mount = "--mount=type=bind,source=deepbox/wheels,target=/tmp/deepbox-wheels"
+
+    installs = [step for step in instructions(mounted.dockerfile) if "uv pip install" in step]
+    assert len(installs) == 2 and all(mount in step for step in installs)
+    assert "deepbox/wheels/" not in "".join(s for s in instructions(mounted.dockerfile) if s.startswith("COPY"))
+    assert mounted.files["deepbox/wheels/0/demo-1.0-py3-none-any.whl"] == b"PK-demo-wheel"
+    assert "COPY --chown=" in classic.dockerfile and mount not in classic.dockerfile
+    assert mounted.plain_dockerfile == classic.dockerfile and mounted.spec_hash == classic.spec_hash
+    assert mount not in render(spec_for('frameworks = ["numpy"]\n', folder="other"), buildkit=True).dockerfile

@@ -6,10 +6,12 @@ USER root
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
 
 # System packages change rarely, so they come first. Debian's openssh-server makes host
-# keys on install: delete them in the same layer, the box makes its own on first start.
-RUN apt-get update \
+# keys on install: delete them in the same layer, the box makes its own on first start. dpkg leaves
+# out documentation, man pages and translations, in this install and in every later one.
+RUN printf '%s\n' 'path-exclude=/usr/share/doc/*' 'path-include=/usr/share/doc/*/copyright' 'path-exclude=/usr/share/man/*' 'path-exclude=/usr/share/info/*' 'path-exclude=/usr/share/locale/*' path-include=/usr/share/locale/locale.alias >/etc/dpkg/dpkg.cfg.d/deepbox-no-docs \
+ && apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates openssh-server python3 python3-venv \
- && rm -rf /var/lib/apt/lists/* \
+ && rm -rf /var/lib/apt/lists/* && rm -f /var/cache/apt/*.bin \
  && rm -f /etc/ssh/ssh_host_*
 
 # pip, uv, requests and Python's ssl all use the system bundle, extra CAs included.
