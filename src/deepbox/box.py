@@ -344,6 +344,8 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
             except PortInUseError as exc:
                 raise port_clash(spec, site, kept, str(exc)) from None
             action = "started"
+            # Read again: its start time is what a later `up` compares with what this one checks.
+            kept = engine.container(kept.id) or kept
         container = kept
     else:
         if existing is not None:

@@ -103,3 +103,14 @@ def test_up_on_a_running_box_checked_since_its_start_does_no_exec_and_a_restart_
     assert restarted.code == 0, restarted.err
     assert "has run unchanged" not in restarted.err
     assert any("import" in action or "python" in action for action in _execs(docker_client, container.id, since))
+
+    # Stopped and started by deepbox: checked in full then, and that check holds for the next `up`.
+    assert project.deepbox("down").code == 0
+    started = project.deepbox("up", "--json")
+    assert started.code == 0, started.err
+    assert json.loads(started.out)["action"] == "started"
+    since = int(time.time())
+    quick = project.deepbox("up", "--json")
+    assert quick.code == 0, quick.err
+    assert "has run unchanged since `up` checked it" in quick.err
+    assert _execs(docker_client, container.id, since) == []
