@@ -231,3 +231,21 @@ def test_framework_check_counts_gpus_and_reuses_an_unchanged_result(tmp_path):
     (tmp_path / "another.py").write_text("")  # a package installed in the box changes the fingerprint
     assert run_verify(tmp_path, checks, report)["cached"] is False
     assert run_verify(tmp_path, checks[:1], report)["cached"] is False  # another set of frameworks
+
+
+# Recorded on an H200 host with driver 580 (bench/gpu_host_check.py): deepbox's own query, with compute_cap.
+H200_DRIVER_580 = "0, NVIDIA H200, 580.159.04, 143771 MiB, 9.0\n"
+
+
+def test_a_recorded_h200_host_gets_cuda_13_first():
+    from deepbox import cudachoice
+
+    (h200,) = gpu.parse_nvidia_smi(H200_DRIVER_580)
+    assert (h200.driver, h200.memory_mib, h200.compute_capability) == ("580.159.04", 143771, "9.0")
+    host = cudachoice.Host.of([h200])
+    assert cudachoice.candidate_majors("auto", host) == ([13, 12, 11], [])
+    assert gpu.driver_verdict(h200.driver, "13.0").level == "ok"
+    # The same GPU on the 570 driver recorded above: CUDA 13 is left out, with the reason.
+    majors, reasons = cudachoice.candidate_majors("auto", cudachoice.Host.of(gpu.parse_nvidia_smi(H200)))
+    assert majors == [12, 11]
+    assert reasons == ["CUDA 13 needs driver 580.65.06 or newer (the host has 570.124.06)"]
