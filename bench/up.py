@@ -395,7 +395,7 @@ class Bench:
             return elapsed
 
         ours_up = [self.deepbox, "-C", str(self.project), "up", "--json"]
-        # No ControlMaster: the check on a running box is a fresh ssh login, the slower case.
+        # No ControlMaster: where `up` logs in to a running box (with --check), a fresh login, the slower case.
         run([*self.ssh_base(), "-O", "exit", self.alias], check=False, timeout=10)
         running: tuple[list[float], list[float]] = ([], [])
         restart: tuple[list[float], list[float]] = ([], [])

@@ -9,7 +9,6 @@ lives (this machine or a server) is the Site's business; talking to the engine i
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import re
@@ -220,7 +219,7 @@ def up(
 ) -> UpResult:
     """Bring the box up from its lock (locking first when the lock is missing or stale, unless frozen).
     new_port: recreate the box on free ports (another program took its own while it was stopped).
-    check: check a running box in full even when it has run unchanged since `up` checked it."""
+    check: log in to a running box and hand it its secrets even when it has run unchanged since `up` did."""
     if new_port and spec.ssh_port:
         raise DeepboxError(
             f"ssh.port = {spec.ssh_port} in {spec.source or 'deepbox.toml'} fixes the box's port, so `up --new-port` "
@@ -377,10 +376,16 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
             ssh.pin_host_key(spec.alias, _host_key(engine, container))
         ssh.write_host(endpoint)
         handed = _handed_over_digest(spec, secrets, key)
-        checked = _checked_since_start(spec, site, container, handed) if action == "running" and not check else None
-        if checked is not None:
-            reporter.step(f"Box '{spec.name}' has run unchanged since `up` checked it; its sshd answers on port {port}")
-            python_version, checks, notes = checked
+        reached = _reached_since_start(spec, site, container, handed) if action == "running" and not check else None
+        if reached is not None:
+            # Logged in to and handed its secrets since it started: the frameworks are still checked, as
+            # a `pip uninstall` in the box may have broken one since.
+            reporter.step(
+                f"Box '{spec.name}' has run unchanged since `up` reached it, and its sshd answers on port {port}; "
+                "checking frameworks inside the box"
+            )
+            notes = reached
+            python_version, checks = verify(engine, container, spec, plan.frameworks)
         else:
             # The hand-over and the framework check go through the engine, not SSH: run them while SSH comes up.
             reporter.step(f"Waiting for SSH on {endpoint.host}:{port} and checking frameworks inside the box")
@@ -395,9 +400,8 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
                     exc.detail = _log_tail(engine, container)
                     raise
                 handing.result()
+                _record_reached(spec, container, handed, notes)
                 python_version, checks = checking.result()
-            if all(check.ok for check in checks):
-                _record_checked(spec, container, handed, python_version, checks, notes)
         for note in notes:
             reporter.step(f"Note: {note}")
     except BaseException:
@@ -522,11 +526,11 @@ def _reach(
     return (ssh.probe(alias, READY_TIMEOUT, command, failed=failed) or "").splitlines()
 
 
-# A running box checked since it started -------------------------------------------------------------
-# `up` proves a box when it starts it: an authenticated ssh login, the frameworks importing, the secrets
-# handed over. While the same container keeps running (same start, same settings, same pinned host key,
-# same secrets), `up` again only confirms that sshd answers on the box's port; `up --check`, and an `up`
-# after any start, check everything again.
+# A running box reached since it started ----------------------------------------------------------------
+# `up` proves a box reachable when it starts it: an authenticated ssh login, the secrets handed over. While
+# the same container keeps running (same start, same settings, same pinned host key, same secrets), `up`
+# again confirms that sshd answers on the box's port instead; the frameworks are checked every time.
+# `up --check`, and an `up` after any start, log in and hand over again.
 
 
 def _handed_over_digest(spec: Spec, secrets: dict[str, str], key: Path) -> str:
@@ -540,37 +544,28 @@ def _handed_over_digest(spec: Spec, secrets: dict[str, str], key: Path) -> str:
     return hashlib.blake2b(handed, key=secret_key).hexdigest()
 
 
-def _checked_since_start(
-    spec: Spec, site: Site, container: Container, handed: str
-) -> tuple[str, list[FrameworkCheck], list[str]] | None:
-    """The checks of the last full `up` of this running container, when nothing they proved can have
-    changed since and sshd still answers; None when `up` must check the box in full."""
-    if spec.device == "cuda" or site.jump is not None or not handed or not container.started_at:
-        return None  # a GPU can come or go while a box runs; a jump hop is checked by logging in
+def _reached_seen(spec: Spec, container: Container, handed: str) -> list[str]:
+    return [container.started_at, container.labels.get(LABEL_RUN, ""), ssh.pinned_host_key(spec.alias) or "", handed]
+
+
+def _reached_since_start(spec: Spec, site: Site, container: Container, handed: str) -> list[str] | None:
+    """The notes of the login of the last full `up` of this running container, when nothing that login and
+    hand-over proved can have changed since and sshd still answers; None when `up` must log in again."""
+    if site.jump is not None or not handed or not container.started_at:
+        return None  # a jump hop is checked by logging in through it
     record = state.read_json(paths.up_checks(container.id))
-    if not isinstance(record, dict) or record.get("seen") != [
-        container.started_at,
-        container.labels.get(LABEL_RUN, ""),
-        ssh.pinned_host_key(spec.alias) or "",
-        handed,
-    ]:
+    if not isinstance(record, dict) or record.get("seen") != _reached_seen(spec, container, handed):
         return None
     port = container.ports.get(SSH_PORT)
     if not port or not ssh.answers(site.connect_host(spec.ssh_bind), port):
         return None
-    try:
-        checks = [FrameworkCheck(**row) for row in record["checks"]]
-        return str(record["python"]), checks, [str(note) for note in record["notes"]]
-    except (KeyError, TypeError):
-        return None
+    notes = record.get("notes")
+    return [str(note) for note in notes] if isinstance(notes, list) else None
 
 
-def _record_checked(
-    spec: Spec, container: Container, handed: str, python_version: str, checks: list[FrameworkCheck], notes: list[str]
-) -> None:
-    seen = [container.started_at, container.labels.get(LABEL_RUN, ""), ssh.pinned_host_key(spec.alias) or "", handed]
-    record = {"seen": seen, "python": python_version, "checks": [dataclasses.asdict(c) for c in checks], "notes": notes}
-    with contextlib.suppress(OSError):  # a record not kept only makes the next `up` check in full
+def _record_reached(spec: Spec, container: Container, handed: str, notes: list[str]) -> None:
+    record = {"seen": _reached_seen(spec, container, handed), "notes": notes}
+    with contextlib.suppress(OSError):  # a record not kept only makes the next `up` log in again
         atomic_write(paths.up_checks(container.id), json.dumps(record), mode=0o600)
 
 

@@ -51,7 +51,7 @@ def framework_checks(container_id: str) -> Path:
 
 
 def up_checks(container_id: str) -> Path:
-    """What the last full `up` of one container proved, and the state it proved it in (see box._up)."""
+    """What the last login and hand-over of `up` to one container saw (see box._reached_since_start)."""
     return data_dir() / "checks" / f"{container_id}.up.json"
 
 

@@ -1,6 +1,6 @@
 """`up` on a box it made before: the host key pinned then is what ssh checks, so it is not read out of
 band again; a box that shows another key gets it read and pinned again. A box still running since `up`
-checked it is not checked again, until it restarts."""
+logged in to is not logged in to again, until it starts again; its frameworks are checked each time."""
 
 from __future__ import annotations
 
@@ -69,48 +69,65 @@ def test_up_again_trusts_the_pinned_host_key_and_repins_a_changed_one(make_proje
     assert len(_host_key_reads(docker_client, container.id, since)) == 1
 
 
-def test_up_on_a_running_box_checked_since_its_start_does_no_exec_and_a_restart_checks_it_again(
-    make_project, docker_client
-):
+def _now() -> int:
+    """A start for `_execs`/`_logins` that no earlier command's events share (both count whole seconds)."""
+    time.sleep(1.1)
+    return int(time.time())
+
+
+def _logins(container, since: int) -> int:
+    """Public-key logins sshd logged (LogLevel VERBOSE) since `since`."""
+    time.sleep(1.1)
+    return container.logs(since=since).decode(errors="replace").count("Accepted publickey")
+
+
+def _hand_overs(actions: list[str]) -> list[str]:
+    return [action for action in actions if "/run/deepbox/secrets" in action]
+
+
+def test_up_on_a_running_box_reached_since_its_start_logs_in_again_only_after_a_start(make_project, docker_client):
     project = make_project("quickup")
     first = project.deepbox("up", "--json")
     assert first.code == 0, first.err
     container = docker_client.containers.get(f"deepbox-{project.name}")
-    time.sleep(1.1)
 
-    # Running since the full check: no framework check, no hand-over, no login; the same report.
-    since = int(time.time())
+    # Running since `up` logged in and handed over: neither again, only the framework check; the same report.
+    since = _now()
     again = project.deepbox("up", "--json")
     assert again.code == 0, again.err
-    assert "has run unchanged since `up` checked it" in again.err
-    assert _execs(docker_client, container.id, since) == []
+    assert "has run unchanged since `up` reached it" in again.err
+    execs = _execs(docker_client, container.id, since)
+    assert len(execs) == 1 and "python" in execs[0], execs  # the framework check, nothing else
+    assert _logins(container, since) == 0
     before, after = json.loads(first.out), json.loads(again.out)
     assert after["action"] == "running"
     assert after["frameworks"] == before["frameworks"] and after["python_version"] == before["python_version"]
     assert project.deepbox("ssh", "--", "true").code == 0
 
-    # Asked for: the full check, at once.
-    since = int(time.time())
+    # Asked for: the ssh check (through the ControlMaster `deepbox ssh` left) and a hand-over, at once.
+    since = _now()
     checked = project.deepbox("up", "--check", "--json")
     assert checked.code == 0, checked.err
-    assert "has run unchanged" not in checked.err
-    assert any("import" in action or "python" in action for action in _execs(docker_client, container.id, since))
+    assert "Waiting for SSH" in checked.err and "has run unchanged" not in checked.err
+    assert len(_hand_overs(_execs(docker_client, container.id, since))) == 1
 
-    # Restarted outside deepbox (as a restart policy does): everything is checked again.
+    # Restarted outside deepbox (as a restart policy does): logged in to and handed over again.
     container.restart(timeout=10)
-    since = int(time.time())
+    since = _now()
     restarted = project.deepbox("up", "--json")
     assert restarted.code == 0, restarted.err
     assert "has run unchanged" not in restarted.err
-    assert any("import" in action or "python" in action for action in _execs(docker_client, container.id, since))
+    assert len(_hand_overs(_execs(docker_client, container.id, since))) == 1
+    assert _logins(container, since) == 1
 
-    # Stopped and started by deepbox: checked in full then, and that check holds for the next `up`.
+    # Stopped and started by deepbox: reached then, and that holds for the next `up`.
     assert project.deepbox("down").code == 0
     started = project.deepbox("up", "--json")
     assert started.code == 0, started.err
     assert json.loads(started.out)["action"] == "started"
-    since = int(time.time())
+    since = _now()
     quick = project.deepbox("up", "--json")
     assert quick.code == 0, quick.err
-    assert "has run unchanged since `up` checked it" in quick.err
-    assert _execs(docker_client, container.id, since) == []
+    assert "has run unchanged since `up` reached it" in quick.err
+    assert _hand_overs(_execs(docker_client, container.id, since)) == []
+    assert _logins(container, since) == 0
