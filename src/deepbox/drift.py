@@ -15,10 +15,12 @@ from deepbox.engine import Container, Engine
 from deepbox.model import Drift
 
 _SEPARATOR = "--- installed now ---"
-# Images built before the list moved to INSTALLED kept it where the build checked it.
+# Images built before the list moved to INSTALLED kept it where the build checked it. uv's stderr
+# ("Using Python ... environment at: /opt/venv") is dropped: the engine passes both streams on as they
+# come, so a part of it could land inside the first package's line and hide that package.
 _READ = (
     f"cat {INSTALLED} 2>/dev/null || cat {LOCKED}/installed.txt 2>/dev/null; echo '{_SEPARATOR}'; "
-    f"{VENV}/bin/uv pip list --format freeze --python {VENV}/bin/python"
+    f"{VENV}/bin/uv pip list --format freeze --python {VENV}/bin/python 2>/dev/null"
 )
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$")
 
