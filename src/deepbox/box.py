@@ -40,7 +40,7 @@ from deepbox.engine import (
     buildlog,
 )
 from deepbox.errors import DeepboxError
-from deepbox.fsutil import LockTimeout, atomic_write, file_lock
+from deepbox.fsutil import atomic_write, file_lock
 from deepbox.model import BoxStatus, BuildContext, BuildEvent, FrameworkCheck, ReachedPort, UpResult
 from deepbox.profile import PROFILE_VERSION, box_profile
 from deepbox.site import Site, site_for
@@ -95,19 +95,12 @@ def volume_names(box: str) -> tuple[str, str]:
 @contextlib.contextmanager
 def box_lock(box: str, reporter: Reporter) -> Iterator[None]:
     """One `up`/`down`/`rm` per box at a time; a second waits and then finds the first's result."""
-    with contextlib.ExitStack() as held:
-        try:
-            held.enter_context(
-                file_lock(
-                    paths.locks_dir() / f"{box}.lock",
-                    timeout=1800,
-                    waiting=lambda: reporter.step(f"Waiting for another deepbox command on box '{box}' to finish"),
-                )
-            )
-        except LockTimeout as exc:
-            raise DeepboxError(
-                f"Another deepbox command has held box '{box}' for 30 minutes; let it finish or stop it."
-            ) from exc
+    with file_lock(
+        paths.locks_dir() / f"{box}.lock",
+        timeout=1800,
+        waiting=lambda: reporter.step(f"Waiting for another deepbox command on box '{box}' to finish"),
+        held_too_long=f"Another deepbox command has held box '{box}' for 30 minutes; let it finish or stop it.",
+    ):
         yield
 
 
@@ -538,7 +531,7 @@ def _handed_over_digest(spec: Spec, secrets: dict[str, str], key: Path) -> str:
     whoever could read the secrets back from it could log in to the box with that key anyway."""
     handed = boxsecrets.box_file(secrets) + (state.jupyter_token(spec.name).encode() if spec.jupyter else b"")
     try:
-        secret_key = hashlib.blake2b(key.read_bytes()).digest()[:64]
+        secret_key = hashlib.blake2b(key.read_bytes()).digest()  # 64 bytes, blake2b's longest key
     except OSError:
         return ""  # no key to read: never taken for the same hand-over
     return hashlib.blake2b(handed, key=secret_key).hexdigest()

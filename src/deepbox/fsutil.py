@@ -56,26 +56,25 @@ def shared_files_lock() -> Iterator[None]:
     """Held around a read-modify-write of a file every box shares (the ssh config deepbox owns, its
     known_hosts, the servers list): concurrent `up`s of different boxes would otherwise drop each
     other's entries."""
-    with contextlib.ExitStack() as held:
-        try:
-            held.enter_context(file_lock(paths.locks_dir() / "shared-files.lock", timeout=120))
-        except LockTimeout as exc:
-            raise DeepboxError(
-                f"Another deepbox command has held {exc} for 2 minutes; let it finish or stop it, then run again."
-            ) from exc
+    path = paths.locks_dir() / "shared-files.lock"
+    held_too_long = f"Another deepbox command has held {path} for 2 minutes; let it finish or stop it, then run again."
+    with file_lock(path, timeout=120, held_too_long=held_too_long):
         yield
 
 
-class LockTimeout(Exception):
+class LockTimeout(DeepboxError):
     """Another process held the lock for longer than the caller would wait."""
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, timeout: float, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+def file_lock(
+    path: Path, timeout: float, waiting: Callable[[], None] | None = None, held_too_long: str = ""
+) -> Iterator[None]:
     """An exclusive flock(2) on PATH, waited for up to TIMEOUT seconds (waiting: called once when another
-    process holds it). The kernel releases it when its holder dies, even by SIGKILL, so no stale lock
-    outlives a killed command. (The system's lock on its own file, not a library: this lock is taken on
-    every command, and importing one cost more than the rest of the lock.)"""
+    process holds it; held_too_long: the sentence of the LockTimeout after that). The kernel releases it
+    when its holder dies, even by SIGKILL, so no stale lock outlives a killed command. (The system's lock
+    on its own file, not a library: this lock is taken on every command, and importing one cost more
+    than the rest of the lock.)"""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -83,7 +82,7 @@ def file_lock(path: Path, timeout: float, waiting: Callable[[], None] | None = N
         told = False
         while not _try_lock(fd):
             if time.monotonic() >= deadline:
-                raise LockTimeout(str(path))
+                raise LockTimeout(held_too_long or f"Another process has held {path} for {timeout:g} s.")
             if waiting is not None and not told:
                 waiting()
                 told = True
