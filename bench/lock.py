@@ -155,6 +155,8 @@ def main() -> int:
             for image in client.images("deepbox.bench=lock"):
                 for tag in image.tags:
                     client.untag(tag)
+                if not image.tags:  # an earlier round's build, whose tag the next round took
+                    client.untag(image.id)
             client.close()
     if args.json:
         print(json.dumps(results, indent=2))
