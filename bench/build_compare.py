@@ -8,8 +8,8 @@ BuildKit, "cold" means no layer cache; deepbox's apt and uv cache mounts keep wh
 downloaded, as they do for a user. Every Dockerfile here carries `ENV DEEPBOX_BENCH_RUN=<run id>`
 right after FROM, so its layers are this run's own: no layer cached by an earlier run (or by another
 build on the engine) is reused, while the cache mounts are shared as a user's are. The images are
-removed at the end, but the engine's build cache keeps this run's layers (about 5 GB for a full run
-with --wheels), which no later run reuses: `docker builder prune` frees them.
+removed at the end, and so is the build cache this run added (about 5 GB for a full run with
+--wheels), which no later run would reuse.
 
 a) cold build time (no layer cache) and image size for pytorch + scikit-learn: deepbox vs a
    Deepo-style Dockerfile (one RUN layer, plain pip, build tools and the scientific base, no cache
@@ -36,6 +36,8 @@ import sys
 import time
 import uuid
 from pathlib import Path
+
+import buildcache
 
 from deepbox.config import BoxConfig, resolve
 from deepbox.dockerfile import render
@@ -158,6 +160,7 @@ def main() -> int:
     project = Path.cwd()
     frameworks = ["pytorch==2.13.0", "scikit-learn"]
     rows: list[tuple[str, str, str, str]] = []
+    cache_before = buildcache.record_ids(client)
     try:
         change = None
         if not args.skip_framework_change:
@@ -211,6 +214,7 @@ def main() -> int:
         for image in client.images(f"deepbox.bench.run={RUN}"):
             for tag in image.tags:
                 client.untag(tag)
+        log(f"removed this run's build cache: {buildcache.remove_new(client, cache_before):.1f} GB")
         client.close()
     print("| measure | deepbox | Deepo-style | ratio |\n|---|---|---|---|")
     for row in rows:

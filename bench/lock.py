@@ -13,7 +13,7 @@ c) rebuild after adding one pip package, locked: the re-lock plus the cached bui
    cold locked build. Target <= 0.15x.
 
 HOME and uv's cache live in a temp folder; every image is labelled deepbox.bench=lock and removed at
-the end.
+the end, with the build cache the run added.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import buildcache
 
 from deepbox import baseimage, lock
 from deepbox.config import load_spec
@@ -89,6 +91,7 @@ def main() -> int:
     client = connect(locate())
     rows: list[tuple[str, str, str, str]] = []
     results: dict[str, object] = {}
+    cache_before = buildcache.record_ids(client)
     with tempfile.TemporaryDirectory(prefix="deepbox-bench-lock-") as scratch:
         root = Path(scratch)
         home = root / "home"
@@ -157,6 +160,7 @@ def main() -> int:
                     client.untag(tag)
                 if not image.tags:  # an earlier round's build, whose tag the next round took
                     client.untag(image.id)
+            log(f"removed this run's build cache: {buildcache.remove_new(client, cache_before):.1f} GB")
             client.close()
     if args.json:
         print(json.dumps(results, indent=2))
