@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.append(str(ROOT / "bench"))  # as `python bench/build_compare.py` has it, for its sibling modules
 _spec = importlib.util.spec_from_file_location("build_compare", ROOT / "bench" / "build_compare.py")
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
