@@ -375,7 +375,7 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
             # a `pip uninstall` in the box may have broken one since.
             reporter.step(
                 f"Box '{spec.name}' has run unchanged since `up` reached it, and its sshd answers on port {port}; "
-                "checking frameworks inside the box"
+                "checking its frameworks"
             )
             notes = reached
             python_version, checks = verify(engine, container, spec, plan.frameworks)
@@ -384,7 +384,7 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
             reporter.step(f"Waiting for SSH on {endpoint.host}:{port} and checking frameworks inside the box")
             with ThreadPoolExecutor(max_workers=2) as pool:
                 handing = pool.submit(_hand_over, engine, container, spec, secrets, reporter)
-                checking = pool.submit(verify, engine, container, spec, plan.frameworks)
+                checking = pool.submit(verify, engine, container, spec, plan.frameworks, not check)
                 try:
                     failed = _first_error(handing, checking)
                     notes = _reach(engine, container, spec.alias, trusted, shared=action == "running", failed=failed)
@@ -885,7 +885,7 @@ def describe(spec: Spec, site: Site) -> UpResult:
     if container.ports.get(SSH_PORT) is None:
         raise DeepboxError(f"Box '{spec.name}' publishes no SSH port; run `deepbox up` to recreate it.")
     key = ssh.ensure_client_key(spec.name, spec.ssh_key)
-    python_version, _ = verify(engine, container, spec, [])
+    python_version, _ = verify(engine, container, spec, [], trust_unchanged=False)
     return _result(spec, site, container, "running", key, python_version, [])
 
 

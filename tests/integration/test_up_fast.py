@@ -1,6 +1,7 @@
 """`up` on a box it made before: the host key pinned then is what ssh checks, so it is not read out of
 band again; a box that shows another key gets it read and pinned again. A box still running since `up`
-logged in to is not logged in to again, until it starts again; its frameworks are checked each time."""
+logged in to is not logged in to again, until it starts again; its frameworks are checked each time, in the
+box only when its Python folders changed since the last check."""
 
 from __future__ import annotations
 
@@ -91,18 +92,32 @@ def test_up_on_a_running_box_reached_since_its_start_logs_in_again_only_after_a_
     assert first.code == 0, first.err
     container = docker_client.containers.get(f"deepbox-{project.name}")
 
-    # Running since `up` logged in and handed over: neither again, only the framework check; the same report.
+    # Running since `up` logged in and handed over: neither again, and the box's Python folders are as the
+    # framework check left them, so its result stands: nothing runs in the box; the same report.
     since = _now()
     again = project.deepbox("up", "--json")
     assert again.code == 0, again.err
     assert "has run unchanged since `up` reached it" in again.err
-    execs = _execs(docker_client, container.id, since)
-    assert len(execs) == 1 and "python" in execs[0], execs  # the framework check, nothing else
+    assert _execs(docker_client, container.id, since) == []
     assert _logins(container, since) == 0
     before, after = json.loads(first.out), json.loads(again.out)
     assert after["action"] == "running"
     assert after["frameworks"] == before["frameworks"] and after["python_version"] == before["python_version"]
-    assert project.deepbox("ssh", "--", "true").code == 0
+
+    # A file added to site-packages (as any install does): the check runs in the box again, once.
+    touched = project.deepbox(
+        "ssh",
+        "--",
+        "python",
+        "-c",
+        "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'probe.pth').touch()",
+    )
+    assert touched.code == 0, touched.err
+    for expected in (1, 0):
+        since = _now()
+        assert project.deepbox("up").code == 0
+        execs = _execs(docker_client, container.id, since)
+        assert len(execs) == expected and all("python" in action for action in execs), execs
 
     # Asked for: the ssh check (through the ControlMaster `deepbox ssh` left) and a hand-over, at once.
     since = _now()

@@ -79,3 +79,15 @@ def test_rootless_engines_change_who_the_box_user_is(make_project):
     assert site_with("podman", False).bind(spec) == spec
     named = load_spec(make_project('[user]\nname = "dev"\nuid = 1000\n', folder="named"))
     assert site_with("docker", True).bind(named) == named, "a [user] of one's own is honoured"
+
+
+def test_go_times_are_read_to_the_nanosecond():
+    from deepbox.engine.docker import rfc3339_ns
+
+    # Docker's stat of a path as the archive endpoint writes it (Go's RFC 3339 with nanoseconds).
+    exact = 1796066591509935445
+    assert rfc3339_ns("2026-11-30T19:23:11.509935445Z") == exact
+    assert rfc3339_ns("2026-11-30T20:23:11.509935445+01:00") == exact  # a daemon in another zone
+    assert rfc3339_ns("2026-11-30T19:23:11.5Z") == 1796066591500000000  # Go drops trailing zeros
+    assert rfc3339_ns("2026-11-30T19:23:11Z") == 1796066591000000000
+    assert rfc3339_ns("") is None and rfc3339_ns("yesterday") is None

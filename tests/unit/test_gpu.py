@@ -233,6 +233,63 @@ def test_framework_check_counts_gpus_and_reuses_an_unchanged_result(tmp_path):
     assert run_verify(tmp_path, checks[:1], report)["cached"] is False  # another set of frameworks
 
 
+class _BoxPython:
+    """The engine as the framework check uses it: `exec` runs the check with this machine's python (the
+    box's Python path is tmp_path), `path_mtime_ns` answers from `mtimes`, the folders as the engine sees them."""
+
+    def __init__(self, tmp_path):
+        self.tmp_path, self.execs, self.mtimes = tmp_path, 0, {}
+
+    def exec(self, container, command, user=""):
+        import json
+        import os
+        import subprocess
+        import sys
+
+        self.execs += 1
+        done = subprocess.run(
+            [sys.executable, *command[1:]],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(self.tmp_path)},
+        )
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        self.mtimes = dict(report["folders"])
+        return done.returncode, done.stdout
+
+    def path_mtime_ns(self, container, path):
+        return self.mtimes.get(path)
+
+
+def test_a_box_whose_python_folders_are_unchanged_keeps_its_check_without_running_python(tmp_path):
+    from types import SimpleNamespace
+
+    from deepbox.engine import Container
+    from deepbox.verify import verify
+
+    (tmp_path / "fakegpu.py").write_text("__version__ = '1.2'\n")
+    frameworks = [SimpleNamespace(name="fake", module="fakegpu", gpu_check=None)]
+    box, container, spec = _BoxPython(tmp_path), Container("c1", "box", "running", {}, "img"), spec_of(tmp_path)
+
+    assert verify(box, container, spec, frameworks)[1][0].version == "1.2"
+    assert box.execs == 1
+    assert box.mtimes[str(tmp_path)] == tmp_path.stat().st_mtime_ns  # what the engine's stat reads
+    python, checks = verify(box, container, spec, frameworks)
+    assert box.execs == 1, "the engine finds every folder as the check left it: nothing runs in the box"
+    assert (checks[0].ok, checks[0].version) == (True, "1.2")
+    assert verify(box, container, spec, frameworks, trust_unchanged=False)[0] == python
+    assert box.execs == 2, "asked not to trust it (up --check): the check runs"
+
+    box.mtimes[str(tmp_path)] += 1  # a package installed or removed
+    verify(box, container, spec, frameworks)
+    assert box.execs == 3
+    box.mtimes[str(tmp_path)] = None  # a folder gone, or an engine that cannot tell
+    verify(box, container, spec, frameworks)
+    assert box.execs == 4
+    verify(box, container, spec, [SimpleNamespace(name="x", module="json", gpu_check=None)])
+    assert box.execs == 5, "another set of frameworks is checked in the box"
+
+
 # Recorded on an H200 host with driver 580 (bench/gpu_host_check.py): deepbox's own query, with compute_cap.
 H200_DRIVER_580 = "0, NVIDIA H200, 580.159.04, 143771 MiB, 9.0\n"
 

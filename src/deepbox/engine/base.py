@@ -249,6 +249,12 @@ class Engine(ABC):
     @abstractmethod
     def logs(self, container: Container, follow: bool, tail: int | str = "all") -> Iterator[bytes]: ...
 
+    def path_mtime_ns(self, container: Container, path: str) -> int | None:
+        """When a path in the running container last changed (ns since the epoch), read by the engine
+        without starting a process in the container; None when unknown (no such path, or the engine
+        cannot tell)."""
+        return None
+
     @abstractmethod
     def put_archive(self, container: Container, path: str, archive: bytes) -> None:
         """Unpack a tar archive into folder `path` of the running container (its files become root's)."""
