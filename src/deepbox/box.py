@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -369,25 +370,41 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
             ssh.pin_host_key(spec.alias, _host_key(engine, container))
         ssh.write_host(endpoint)
         handed = _handed_over_digest(spec, secrets, key)
-        reached = _reached_since_start(spec, site, container, handed) if action == "running" and not check else None
-        if reached is not None:
+        proven = None if check or not trusted else _proven(spec, site, container, handed)
+        host = endpoint.host
+        same_start = proven is not None and action == "running" and proven.started_at == container.started_at
+        if same_start and not ssh.answers(host, port):
+            proven, same_start = None, False  # its sshd stopped answering while it ran: log in
+        if proven is not None and same_start:
             # Logged in to and handed its secrets since it started: the frameworks are still checked, as
             # a `pip uninstall` in the box may have broken one since.
             reporter.step(
                 f"Box '{spec.name}' has run unchanged since `up` reached it, and its sshd answers on port {port}; "
                 "checking its frameworks"
             )
-            notes = reached
+            notes = proven.notes
             python_version, checks = verify(engine, container, spec, plan.frameworks)
         else:
             # The hand-over and the framework check go through the engine, not SSH: run them while SSH comes up.
-            reporter.step(f"Waiting for SSH on {endpoint.host}:{port} and checking frameworks inside the box")
+            if proven is not None:
+                reporter.step(
+                    f"Waiting for sshd to greet on {host}:{port} (`up` logged in to this box before, as it is "
+                    "set up now) and checking frameworks inside the box"
+                )
+            else:
+                reporter.step(f"Waiting for SSH on {host}:{port} and checking frameworks inside the box")
             with ThreadPoolExecutor(max_workers=2) as pool:
                 handing = pool.submit(_hand_over, engine, container, spec, secrets, reporter)
                 checking = pool.submit(verify, engine, container, spec, plan.frameworks, not check)
                 try:
                     failed = _first_error(handing, checking)
-                    notes = _reach(engine, container, spec.alias, trusted, shared=action == "running", failed=failed)
+                    if proven is not None:
+                        ssh.await_greeting(host, port, READY_TIMEOUT, failed=failed)
+                        notes = proven.notes
+                    else:
+                        notes = _reach(
+                            engine, container, spec.alias, trusted, shared=action == "running", failed=failed
+                        )
                 except DeepboxError as exc:
                     checking.cancel()
                     exc.detail = _log_tail(engine, container)
@@ -519,11 +536,20 @@ def _reach(
     return (ssh.probe(alias, READY_TIMEOUT, command, failed=failed) or "").splitlines()
 
 
-# A running box reached since it started ----------------------------------------------------------------
-# `up` proves a box reachable when it starts it: an authenticated ssh login, the secrets handed over. While
-# the same container keeps running (same start, same settings, same pinned host key, same secrets), `up`
-# again confirms that sshd answers on the box's port instead; the frameworks are checked every time.
-# `up --check`, and an `up` after any start, log in and hand over again.
+# A box reached before ---------------------------------------------------------------------------------
+# `up` proves a box reachable with an authenticated ssh login and the secrets handed over, and records
+# what that proof rests on: the container's settings, its pinned host key and the secrets. What the login
+# proved follows from those alone (the box's sshd setup is made from its settings on each start), so
+# while they stay the same, `up` only confirms that the box's sshd greets: at once while the box runs from
+# the same start (the hand-over is skipped too), after waiting for sshd after any start (the tmpfs the
+# secrets live in is emptied by a stop, so they are handed over again). The frameworks are checked every
+# time. `up --check`, a box behind a jump hop, and any change log in again.
+
+
+@dataclass(frozen=True)
+class _Proven:
+    started_at: str  # the container start the login was made in
+    notes: list[str]  # what that login read: the box's notes on choices its OpenSSH forced
 
 
 def _handed_over_digest(spec: Spec, secrets: dict[str, str], key: Path) -> str:
@@ -541,19 +567,18 @@ def _reached_seen(spec: Spec, container: Container, handed: str) -> list[str]:
     return [container.started_at, container.labels.get(LABEL_RUN, ""), ssh.pinned_host_key(spec.alias) or "", handed]
 
 
-def _reached_since_start(spec: Spec, site: Site, container: Container, handed: str) -> list[str] | None:
-    """The notes of the login of the last full `up` of this running container, when nothing that login and
-    hand-over proved can have changed since and sshd still answers; None when `up` must log in again."""
+def _proven(spec: Spec, site: Site, container: Container, handed: str) -> _Proven | None:
+    """The last login `up` made to this container, when the container's settings, pinned host key and
+    secrets are still what they were then; None when `up` must log in again."""
     if site.jump is not None or not handed or not container.started_at:
         return None  # a jump hop is checked by logging in through it
     record = state.read_json(paths.up_checks(container.id))
-    if not isinstance(record, dict) or record.get("seen") != _reached_seen(spec, container, handed):
+    if not isinstance(record, dict) or not isinstance(seen := record.get("seen"), list) or len(seen) != 4:
         return None
-    port = container.ports.get(SSH_PORT)
-    if not port or not ssh.answers(site.connect_host(spec.ssh_bind), port):
+    if seen[1:] != _reached_seen(spec, container, handed)[1:]:
         return None
     notes = record.get("notes")
-    return [str(note) for note in notes] if isinstance(notes, list) else None
+    return _Proven(str(seen[0]), [str(note) for note in notes]) if isinstance(notes, list) else None
 
 
 def _record_reached(spec: Spec, container: Container, handed: str, notes: list[str]) -> None:

@@ -418,8 +418,8 @@ def init(ctx: click.Context, force: bool) -> None:
 @click.option(
     "--check",
     is_flag=True,
-    help="Log in to a running box over SSH, hand it its secrets and import its frameworks in it again, even "
-    "when it has run unchanged since `up` last did.",
+    help="Log in to the box over SSH, hand it its secrets and import its frameworks in it, even when `up` "
+    "did so before with the same settings, host key and secrets.",
 )
 @_plain_opt
 @project_option
@@ -429,8 +429,9 @@ def up(ctx: click.Context, as_json: bool, frozen: bool, new_port: bool, dotfiles
 
     Locks the packages when needed, builds the image when the spec changed, starts the container, waits
     for SSH and checks that the frameworks import (again only when the box's Python folders changed since the
-    last check). A box running unchanged since `up` logged in to it is only confirmed to answer (--check logs
-    in and imports again). --new-port moves a box whose port another program took.
+    last check). A box `up` logged in to before, with the same settings, host key and secrets, is only
+    confirmed to answer (--check logs in and imports again). --new-port moves a box whose port another
+    program took.
     """
     from deepbox import box, dotfiles
 

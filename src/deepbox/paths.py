@@ -51,7 +51,7 @@ def framework_checks(container_id: str) -> Path:
 
 
 def up_checks(container_id: str) -> Path:
-    """What the last login and hand-over of `up` to one container saw (see box._reached_since_start)."""
+    """What the last login and hand-over of `up` to one container saw (see box._proven)."""
     return data_dir() / "checks" / f"{container_id}.up.json"
 
 

@@ -402,6 +402,22 @@ def answers(host: str, port: int, timeout: float = 2.0) -> bool:
         return False
 
 
+def await_greeting(
+    host: str, port: int, timeout: float, failed: Callable[[], BaseException | None] | None = None
+) -> None:
+    """Wait until an SSH server greets on host:port (see `answers`). failed: as for `probe`."""
+    deadline = time.monotonic() + timeout
+    attempts = 0
+    while not answers(host, port):
+        if failed is not None and (error := failed()) is not None:
+            raise error
+        if time.monotonic() >= deadline:
+            raise DeepboxError(f"The box's sshd did not greet on {host}:{port} within {timeout:.0f} s.")
+        attempts += 1
+        # A refused attempt costs well under a millisecond: ask often for the first second, then gently.
+        time.sleep(0.01 if attempts < 100 else 0.3)
+
+
 def close_master(alias: str) -> None:
     """Stop a ControlMaster for the alias, so a recreated box is not reached through a stale one."""
     subprocess.run([*ssh_base_args(), "-O", "exit", alias], capture_output=True, check=False, timeout=10)

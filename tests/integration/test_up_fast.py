@@ -105,13 +105,8 @@ def test_up_on_a_running_box_reached_since_its_start_logs_in_again_only_after_a_
     assert after["frameworks"] == before["frameworks"] and after["python_version"] == before["python_version"]
 
     # A file added to site-packages (as any install does): the check runs in the box again, once.
-    touched = project.deepbox(
-        "ssh",
-        "--",
-        "python",
-        "-c",
-        "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'probe.pth').touch()",
-    )
+    add_file = "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'p.pth').touch()"
+    touched = project.ssh(f'python -c "{add_file}"')
     assert touched.code == 0, touched.err
     for expected in (1, 0):
         since = _now()
@@ -126,23 +121,51 @@ def test_up_on_a_running_box_reached_since_its_start_logs_in_again_only_after_a_
     assert "Waiting for SSH" in checked.err and "has run unchanged" not in checked.err
     assert len(_hand_overs(_execs(docker_client, container.id, since))) == 1
 
-    # Restarted outside deepbox (as a restart policy does): logged in to and handed over again.
+    # Restarted outside deepbox (as a restart policy does): the box's settings, host key and secrets are
+    # what the last login proved, so `up` waits for sshd's greeting instead of logging in, and hands the
+    # secrets over again (a stop empties the tmpfs they live in).
     container.restart(timeout=10)
     since = _now()
     restarted = project.deepbox("up", "--json")
     assert restarted.code == 0, restarted.err
-    assert "has run unchanged" not in restarted.err
+    assert "Waiting for sshd to greet" in restarted.err and "has run unchanged" not in restarted.err
     assert len(_hand_overs(_execs(docker_client, container.id, since))) == 1
-    assert _logins(container, since) == 1
+    assert _logins(container, since) == 0
+    assert project.ssh("test -e /run/deepbox/secrets").code == 0, "handed over again after the restart"
 
-    # Stopped and started by deepbox: reached then, and that holds for the next `up`.
+    # Stopped and started by deepbox: the same; and that start holds for the next `up`.
     assert project.deepbox("down").code == 0
+    since = _now()
     started = project.deepbox("up", "--json")
     assert started.code == 0, started.err
     assert json.loads(started.out)["action"] == "started"
+    assert _logins(container, since) == 0
     since = _now()
     quick = project.deepbox("up", "--json")
     assert quick.code == 0, quick.err
     assert "has run unchanged since `up` reached it" in quick.err
     assert _hand_overs(_execs(docker_client, container.id, since)) == []
     assert _logins(container, since) == 0
+
+    # Asked for after a start: a login.
+    assert project.deepbox("down").code == 0
+    since = _now()
+    checked = project.deepbox("up", "--check")
+    assert checked.code == 0, checked.err
+    assert "Waiting for SSH" in checked.err
+    assert _logins(container, since) == 1
+
+
+def test_a_changed_secret_after_a_stop_logs_in_again(make_project, docker_client):
+    project = make_project("quicksecret")
+    assert project.deepbox("up").code == 0, "first up"
+    container = docker_client.containers.get(f"deepbox-{project.name}")
+    assert project.deepbox("down").code == 0
+    project.write_config('[secrets]\nDEEPBOX_TEST_TOKEN = { env = "DEEPBOX_TEST_TOKEN" }')
+    since = _now()
+    changed = project.deepbox("up", "--json", env={"DEEPBOX_TEST_TOKEN": "s3cret"})
+    assert changed.code == 0, changed.err
+    assert json.loads(changed.out)["action"] == "started", "secrets are not container settings"
+    assert "Waiting for SSH" in changed.err
+    assert _logins(container, since) == 1
+    assert project.ssh("echo $DEEPBOX_TEST_TOKEN").out.strip() == "s3cret"

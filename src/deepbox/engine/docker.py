@@ -735,13 +735,15 @@ class DockerEngine(Engine):
     def _exit_code(self, exec_id: str) -> int:
         """The command's exit code; the engine records it a moment after the output ends."""
         deadline = time.monotonic() + 10
+        polls = 0
         while True:
             state = self.client.api.exec_inspect(exec_id)
             if not state.get("Running") and state.get("ExitCode") is not None:
                 return int(state["ExitCode"])
             if time.monotonic() > deadline:
                 raise DeepboxError("The engine did not report how the command ended; see `deepbox logs`.")
-            time.sleep(0.05)
+            polls += 1
+            time.sleep(0.005 if polls < 10 else 0.05)  # usually a few ms: `up` waits on the hand-over's
 
     def _follow_window(self, exec_id: str, window: Callable[[], tuple[int, int]]) -> None:
         """Keep the box's terminal the size of this one (polled: signals belong to the main thread)."""
