@@ -23,6 +23,7 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGqfHfB1KGP6x4e+5dLHL1qYJf6dgqMxs2f8l
 
 STUB_SSH = """#!{python}
 import sys
+open({calls!r}, "a").write("ssh " + " ".join(sys.argv[1:]) + "\\n")
 sections, current = {{}}, None
 for line in open({record!r}):
     line = line.rstrip("\\n")
@@ -41,6 +42,7 @@ elif sys.argv[1] == "-Q":
 STUB_SSHD = """#!{python}
 # {marker}
 import sys
+open({calls!r}, "a").write("sshd " + " ".join(sys.argv[1:]) + "\\n")
 answers = open({record!r}).read().split("== sshd")[1].split()
 option = sys.argv[-1]
 key, _, value = option.partition("=")
@@ -53,19 +55,22 @@ if key in ("SetEnv", "PermitUserEnvironment-names", "PerSourcePenalties") and ke
 
 def run_script(tmp_path: Path, record: Path, **env: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
     stubs = tmp_path / "bin"
-    stubs.mkdir()
+    stubs.mkdir(exist_ok=True)
+    calls = tmp_path / "calls"  # every stub call, one line each
     strict = "strict-kex" in record.read_text().split("== sshd")[1].split()
     for name, template, marker in (
         ("ssh", STUB_SSH, ""),
         ("sshd", STUB_SSHD, "kex-strict-s-v00@openssh.com" if strict else "no marker"),
     ):
         stub = stubs / name
-        stub.write_text(template.format(python=sys.executable, record=str(record), marker=marker))
+        if stub.exists():
+            continue  # the same binaries on a restart
+        stub.write_text(template.format(python=sys.executable, record=str(record), marker=marker, calls=str(calls)))
         stub.chmod(0o755)
     static = tmp_path / "static_config"
     static.write_text("# the static part\nPermitRootLogin no\n")
     out = tmp_path / "run"
-    out.mkdir()
+    out.mkdir(exist_ok=True)
     environment = {
         "PATH": f"/opt/venv/bin:{os.environ['PATH']}",
         "VIRTUAL_ENV": "/opt/venv",
@@ -74,6 +79,7 @@ def run_script(tmp_path: Path, record: Path, **env: str) -> tuple[Path, subproce
         "DEEPBOX_SSHD": str(stubs / "sshd"),
         "DEEPBOX_SSHD_STATIC": str(static),
         "DEEPBOX_HOSTKEY": str(tmp_path / "hostkey"),
+        "DEEPBOX_SSHD_CACHE": str(tmp_path / "layer" / "sshd-choices"),
         "DEEPBOX_USER": "alice",
         "DEEPBOX_AUTHORIZED_KEYS": KEY,
         "DEEPBOX_SESSION_ENV": "GREETING",
@@ -174,3 +180,28 @@ def test_without_a_key_the_script_stops(tmp_path):
     _, done = run_script(tmp_path, RECORDED / "debian-12.txt", DEEPBOX_AUTHORIZED_KEYS="")
     assert done.returncode != 0
     assert "no authorized key" in done.stderr
+
+
+def test_a_restart_reuses_what_the_openssh_answered_until_a_binary_changes(tmp_path):
+    """The container's layer keeps the answers: a restart asks nothing of ssh or sshd and writes the same
+    files; an OpenSSH upgraded inside the box (another binary) is asked again."""
+    record = RECORDED / "ubuntu-18.04.txt"  # the most answers: no SetEnv, names, notes
+    out, first = run_script(tmp_path, record)
+    assert first.returncode == 0, first.stderr
+    written = {name: (out / name).read_text() for name in ("sshd_config", "notes", "authorized_keys/alice")}
+    calls = tmp_path / "calls"
+    assert "ssh -Q kex" in calls.read_text()
+    calls.write_text("")
+
+    out, again = run_script(tmp_path, record)
+    assert again.returncode == 0, again.stderr
+    assert calls.read_text() == "", "nothing asked on a restart"
+    assert {name: (out / name).read_text() for name in written} == written
+    assert again.stderr == first.stderr, "the notes reach the box log on every start"
+
+    sshd = tmp_path / "bin" / "sshd"
+    os.utime(sshd, (sshd.stat().st_atime, sshd.stat().st_mtime - 60))
+    out, upgraded = run_script(tmp_path, record)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "ssh -Q kex" in calls.read_text()
+    assert {name: (out / name).read_text() for name in written} == written

@@ -42,25 +42,51 @@ note() {
     echo "deepbox: $1" >&2
 }
 
-version=$("$ssh" -V 2>&1 | sed -n 's/^OpenSSH_\([0-9][0-9.]*\).*/\1/p' | head -n 1)
-version=${version:-unknown}
 install -d -m 0755 "$out/authorized_keys"
 : >"$out/notes.tmp"
 
-# Post-quantum hybrids first (ML-KEM from 9.9, sntrup761 from 8.5); curve25519 stays for clients
-# without them (JetBrains', paramiko, older OpenSSH).
-kex=$(choose kex mlkem768x25519-sha256 sntrup761x25519-sha512 sntrup761x25519-sha512@openssh.com \
-    curve25519-sha256 curve25519-sha256@libssh.org)
-# chacha20-poly1305 is open to the Terrapin attack unless sshd has strict key exchange (OpenSSH 9.6,
-# backported into older ones by Debian and Ubuntu, so the binary is asked): without it, only AES (GCM,
-# or CTR with encrypt-then-MAC) is offered.
-chacha=""
-number=$(echo "$version" | awk -F. '{ print $1 * 100 + $2 }')
-if [ "$number" -ge 906 ] || grep -q 'kex-strict-s-v00@openssh.com' "$(command -v "$sshd")" 2>/dev/null; then
-    chacha=chacha20-poly1305@openssh.com
+# What this OpenSSH can do is asked of it once: the answers stay in the container's own layer, in a
+# folder only root can write, keyed by the binaries' size, mtime and inode (an upgrade inside the box
+# asks again), so a restart skips a dozen processes before sshd can listen.
+cache=${DEEPBOX_SSHD_CACHE:-/var/lib/deepbox/sshd-choices}
+stats=$(stat -c '%s %Y %i' "$sshd" "$(command -v "$ssh" || echo "$ssh")" 2>/dev/null | tr '\n' ' ' || true)
+set -- $stats  # one space between fields, none at the end: as `read` gives the line back
+identity="sshd-choices v1 $*"
+cached=""
+if [ -n "$stats" ] && [ -f "$cache" ]; then
+    { read -r cached && read -r version && read -r kex && read -r ciphers && read -r macs &&
+        read -r setenv_ok && read -r names_ok && read -r penalties_ok; } <"$cache" || cached=""
 fi
-ciphers=$(choose cipher $chacha aes256-gcm@openssh.com aes128-gcm@openssh.com aes256-ctr aes192-ctr aes128-ctr)
-macs=$(choose mac hmac-sha2-512-etm@openssh.com hmac-sha2-256-etm@openssh.com umac-128-etm@openssh.com)
+if [ "$cached" != "$identity" ]; then
+    version=$("$ssh" -V 2>&1 | sed -n 's/^OpenSSH_\([0-9][0-9.]*\).*/\1/p' | head -n 1)
+    version=${version:-unknown}
+    # Post-quantum hybrids first (ML-KEM from 9.9, sntrup761 from 8.5); curve25519 stays for clients
+    # without them (JetBrains', paramiko, older OpenSSH).
+    kex=$(choose kex mlkem768x25519-sha256 sntrup761x25519-sha512 sntrup761x25519-sha512@openssh.com \
+        curve25519-sha256 curve25519-sha256@libssh.org)
+    # chacha20-poly1305 is open to the Terrapin attack unless sshd has strict key exchange (OpenSSH 9.6,
+    # backported into older ones by Debian and Ubuntu, so the binary is asked): without it, only AES
+    # (GCM, or CTR with encrypt-then-MAC) is offered.
+    chacha=""
+    number=$(echo "$version" | awk -F. '{ print $1 * 100 + $2 }')
+    if [ "$number" -ge 906 ] || grep -q 'kex-strict-s-v00@openssh.com' "$(command -v "$sshd")" 2>/dev/null; then
+        chacha=chacha20-poly1305@openssh.com
+    fi
+    ciphers=$(choose cipher $chacha aes256-gcm@openssh.com aes128-gcm@openssh.com aes256-ctr aes192-ctr aes128-ctr)
+    macs=$(choose mac hmac-sha2-512-etm@openssh.com hmac-sha2-256-etm@openssh.com umac-128-etm@openssh.com)
+    setenv_ok=0 names_ok=- penalties_ok=0
+    if accepts "SetEnv=DEEPBOX_PROBE=1"; then setenv_ok=1; fi
+    if [ "$setenv_ok" = 0 ]; then
+        names_ok=0
+        if accepts "PermitUserEnvironment=PATH,LANG"; then names_ok=1; fi
+    fi
+    if accepts "PerSourcePenalties=no"; then penalties_ok=1; fi
+    if [ -n "$stats" ] && [ -n "$kex" ] && [ -n "$ciphers" ] && [ -n "$macs" ]; then
+        { install -d -m 0700 "${cache%/*}" &&
+            printf '%s\n' "$identity" "$version" "$kex" "$ciphers" "$macs" "$setenv_ok" "$names_ok" "$penalties_ok" \
+                >"$cache.tmp" && mv -f "$cache.tmp" "$cache"; } 2>/dev/null || true  # a read-only layer asks each time
+    fi
+fi
 if [ -z "$kex" ] || [ -z "$ciphers" ] || [ -z "$macs" ]; then
     echo "deepbox: OpenSSH $version in the box lacks curve25519 key exchange or modern ciphers/MACs (OpenSSH 6.5+" \
         "has them); use a newer base image." >&2
@@ -78,7 +104,7 @@ for name in PATH VIRTUAL_ENV LANG PIP_CERT SSL_CERT_FILE REQUESTS_CA_BUNDLE ${DE
     if [ -n "$isset" ]; then names="$names $name"; fi
 done
 setenv="" options="" permit=""
-if accepts "SetEnv=DEEPBOX_PROBE=1"; then
+if [ "$setenv_ok" = 1 ]; then
     for name in $names; do
         eval "value=\${$name}"
         setenv="$setenv $name=\"$value\""
@@ -93,7 +119,7 @@ else
         options="${options:+$options,}environment=\"$name=$value\""
         list="${list:+$list,}$name"
     done
-    if accepts "PermitUserEnvironment=$list"; then
+    if [ "$names_ok" = 1 ]; then
         permit=$list
         note "OpenSSH $version in the box has no SetEnv; the session environment comes from authorized_keys options."
     else
@@ -110,7 +136,7 @@ fi
     if [ -n "$setenv" ]; then echo "SetEnv$setenv"; fi
     if [ -n "$permit" ]; then echo "PermitUserEnvironment $permit"; fi
     # 9.8+ penalises sources that fail often; behind Docker's port proxy every client is one source.
-    if accepts "PerSourcePenalties=no"; then echo "PerSourcePenalties no"; fi
+    if [ "$penalties_ok" = 1 ]; then echo "PerSourcePenalties no"; fi
     echo
     cat "$static"
 } >"$out/sshd_config.tmp"
