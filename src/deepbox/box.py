@@ -331,11 +331,14 @@ def _up(spec: Spec, site: Site, reporter: Reporter, frozen: bool, new_port: bool
         )
     if kept is not None and kept.labels.get(LABEL_RUN) == _run_hash(spec, tag, public_key, site.forwards_ports):
         if kept.status != "running":
-            reporter.step(f"Starting box '{spec.name}'")
-            try:
-                engine.start(kept)
-            except PortInUseError as exc:
-                raise port_clash(spec, site, kept, str(exc)) from None
+            # The engine's start is a few hundred ms of waiting: the step is printed meanwhile.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                starting = pool.submit(engine.start, kept)
+                reporter.step(f"Starting box '{spec.name}'")
+                try:
+                    starting.result()
+                except PortInUseError as exc:
+                    raise port_clash(spec, site, kept, str(exc)) from None
             action = "started"
             # Read again: its start time is what a later `up` compares with what this one checks.
             kept = engine.container(kept.id) or kept

@@ -44,8 +44,16 @@ class ConsoleReporter:
     build reports one line a step instead of a live display (so it does when stderr is no terminal)."""
 
     def __init__(self, plain: bool = False) -> None:
-        self.console = _console()
+        self._console: Console | None = None
         self.plain = plain or bool(os.environ.get("DEEPBOX_PLAIN"))
+
+    @property
+    def console(self) -> Console:
+        # Made at the first message: importing rich takes ~30 ms, which `up` spends while the engine
+        # starts the box (see box.up) rather than before.
+        if self._console is None:
+            self._console = _console()
+        return self._console
 
     def step(self, message: str) -> None:
         # soft_wrap: a long path in a step (a build log's) is never broken inside
