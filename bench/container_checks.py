@@ -38,7 +38,7 @@ NOTES = {
     "5.11": "default shares: a box is its user's main workload",
     "5.12": "a development box: apt, pip and the user write its root filesystem",
     "5.14": "unless-stopped brings a box back after a reboot or engine restart; the engine spaces crash-loop restarts",
-    "5.26": "no HEALTHCHECK; `deepbox up` waits for an authenticated ssh login instead",
+    "5.26": "no HEALTHCHECK; `deepbox up` checks sshd itself (a login, then its greeting while nothing changed)",
     "5.29": "on the default bridge a box reaches the other containers there",
 }
 
