@@ -213,7 +213,8 @@ def up(
 ) -> UpResult:
     """Bring the box up from its lock (locking first when the lock is missing or stale, unless frozen).
     new_port: recreate the box on free ports (another program took its own while it was stopped).
-    check: log in to a running box and hand it its secrets even when it has run unchanged since `up` did."""
+    check: log in, hand over the secrets and import the frameworks in the box even when an earlier `up` did
+    so with the same settings, host key and secrets."""
     if new_port and spec.ssh_port:
         raise DeepboxError(
             f"ssh.port = {spec.ssh_port} in {spec.source or 'deepbox.toml'} fixes the box's port, so `up --new-port` "
@@ -566,8 +567,9 @@ def _handed_over_digest(spec: Spec, secrets: dict[str, str], key: Path) -> str:
     return hashlib.blake2b(handed, key=secret_key).hexdigest()
 
 
-def _reached_seen(spec: Spec, container: Container, handed: str) -> list[str]:
-    return [container.started_at, container.labels.get(LABEL_RUN, ""), ssh.pinned_host_key(spec.alias) or "", handed]
+def _proof(spec: Spec, container: Container, handed: str) -> list[str]:
+    """What a login proves the box by: its settings, its pinned host key and what was handed over."""
+    return [container.labels.get(LABEL_RUN, ""), ssh.pinned_host_key(spec.alias) or "", handed]
 
 
 def _proven(spec: Spec, site: Site, container: Container, handed: str) -> _Proven | None:
@@ -576,16 +578,16 @@ def _proven(spec: Spec, site: Site, container: Container, handed: str) -> _Prove
     if site.jump is not None or not handed or not container.started_at:
         return None  # a jump hop is checked by logging in through it
     record = state.read_json(paths.up_checks(container.id))
-    if not isinstance(record, dict) or not isinstance(seen := record.get("seen"), list) or len(seen) != 4:
-        return None
-    if seen[1:] != _reached_seen(spec, container, handed)[1:]:
+    if not isinstance(record, dict) or record.get("proof") != _proof(spec, container, handed):
         return None
     notes = record.get("notes")
-    return _Proven(str(seen[0]), [str(note) for note in notes]) if isinstance(notes, list) else None
+    if not isinstance(notes, list):
+        return None
+    return _Proven(str(record.get("started_at", "")), [str(note) for note in notes])
 
 
 def _record_reached(spec: Spec, container: Container, handed: str, notes: list[str]) -> None:
-    record = {"seen": _reached_seen(spec, container, handed), "notes": notes}
+    record = {"started_at": container.started_at, "proof": _proof(spec, container, handed), "notes": notes}
     with contextlib.suppress(OSError):  # a record not kept only makes the next `up` log in again
         atomic_write(paths.up_checks(container.id), json.dumps(record), mode=0o600)
 
